@@ -1,0 +1,134 @@
+//! Automatic chunking: how many items of a batch go into one task.
+//!
+//! Tiny tasks need big chunks (a dispatch costs microseconds), long tasks
+//! need chunks of one (batching them ruins load balance, see W2 in
+//! DESIGN.md). The [`Chunker`] measures the time per item from finished
+//! chunks and sizes the next chunk so that it runs between [`MIN_CHUNK_TIME`]
+//! and [`MAX_CHUNK_TIME`], and, when the number of items left is known, no
+//! bigger than `left / (2 × workers)` (guided self-scheduling: chunks shrink
+//! towards the end so workers finish together). Before the first
+//! measurement, chunks hold one item, so a batch of long tasks is never
+//! batched. An explicit `chunksize` overrides all of this.
+
+use core::time::Duration;
+
+/// The shortest chunk the chunker aims for once the item time is known.
+pub const MIN_CHUNK_TIME: Duration = Duration::from_micros(200);
+/// The longest chunk the chunker aims for.
+pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
+
+/// Sizes chunks; sans-IO (durations come from the caller).
+#[derive(Clone, Debug)]
+pub struct Chunker {
+    fixed: Option<usize>,
+    workers: usize,
+    cap: usize,
+    /// Smoothed nanoseconds per item, once measured.
+    per_item_ns: Option<f64>,
+}
+
+impl Chunker {
+    /// Automatic chunking for a pool of `workers`.
+    pub fn automatic(workers: usize) -> Self {
+        Chunker { fixed: None, workers: workers.max(1), cap: usize::MAX, per_item_ns: None }
+    }
+
+    /// Always `chunksize` items (must be at least 1).
+    pub fn fixed(chunksize: usize) -> Self {
+        Chunker { fixed: Some(chunksize.max(1)), workers: 1, cap: usize::MAX, per_item_ns: None }
+    }
+
+    /// Never more than `cap` items per chunk (lazy batches bound their
+    /// memory with it).
+    pub fn with_cap(mut self, cap: usize) -> Self {
+        self.cap = cap.max(1);
+        self
+    }
+
+    /// The measured time per item, if any.
+    pub fn per_item(&self) -> Option<Duration> {
+        self.per_item_ns.map(|ns| Duration::from_nanos(ns as u64))
+    }
+
+    /// A chunk of `items` took `elapsed` on a worker.
+    pub fn observe(&mut self, items: usize, elapsed: Duration) {
+        if items == 0 {
+            return;
+        }
+        let sample = elapsed.as_nanos() as f64 / items as f64;
+        self.per_item_ns = Some(match self.per_item_ns {
+            None => sample,
+            // Weigh by items: a big chunk's measurement is the better one.
+            Some(old) => {
+                let w = (items as f64 / (items as f64 + 64.0)).clamp(0.25, 0.9);
+                old * (1.0 - w) + sample * w
+            }
+        });
+    }
+
+    /// How many items the next chunk should hold; `left` is the number of
+    /// items not yet handed out, when known.
+    pub fn next_size(&self, left: Option<usize>) -> usize {
+        let size = match (self.fixed, self.per_item_ns) {
+            (Some(n), _) => n,
+            (None, None) => 1,
+            (None, Some(ns)) => {
+                let ns = ns.max(0.5);
+                let lo = (MIN_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize;
+                let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize;
+                match left {
+                    Some(left) => (left / (2 * self.workers)).clamp(lo, hi),
+                    None => hi,
+                }
+            }
+        };
+        let size = size.min(self.cap).max(1);
+        match left {
+            Some(left) => size.min(left.max(1)),
+            None => size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_with_single_items() {
+        let c = Chunker::automatic(4);
+        assert_eq!(c.next_size(Some(1000)), 1);
+        assert_eq!(c.next_size(None), 1);
+    }
+
+    #[test]
+    fn long_tasks_stay_unbatched() {
+        let mut c = Chunker::automatic(8);
+        c.observe(1, Duration::from_millis(250));
+        assert_eq!(c.next_size(Some(18)), 1);
+        assert_eq!(c.next_size(None), 1);
+    }
+
+    #[test]
+    fn tiny_tasks_get_big_guided_chunks() {
+        let mut c = Chunker::automatic(2);
+        c.observe(10_000, Duration::from_micros(10)); // 1 ns per item
+        // Guided: a quarter of what is left, as it is within the time bounds.
+        assert_eq!(c.next_size(Some(1_000_000)), 250_000);
+        // Never below MIN_CHUNK_TIME's worth of items near the end ...
+        assert_eq!(c.next_size(Some(300_000)), 200_000);
+        // ... but never more than what is left.
+        assert_eq!(c.next_size(Some(5)), 5);
+        // Unknown length: MAX_CHUNK_TIME's worth, bounded by the cap.
+        assert_eq!(c.next_size(None), 10_000_000);
+        assert_eq!(c.clone().with_cap(4096).next_size(None), 4096);
+    }
+
+    #[test]
+    fn fixed_overrides() {
+        let mut c = Chunker::fixed(7);
+        c.observe(7, Duration::from_secs(7));
+        assert_eq!(c.next_size(Some(100)), 7);
+        assert_eq!(c.next_size(Some(3)), 3);
+    }
+}

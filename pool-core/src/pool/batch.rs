@@ -1,0 +1,686 @@
+//! Batches: `map` (ordered, eager), `imap` (ordered, lazy) and
+//! `map_unordered` (completion order, lazy) over one engine.
+//!
+//! The caller's thread is the *feeder*: it pulls items from the input
+//! iterator, cuts them into chunks sized by the [`Chunker`], and submits each
+//! chunk as one task, keeping at most `max_in_flight` chunks in the pool. A
+//! chunk runs `f` on its items on a worker, catching a panic per item, and
+//! sends its values back on the batch's channel straight from the worker.
+//! The driver only tells the batch about chunks that ended without running
+//! (timeout, worker lost, cancelled).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::backend::{LocalWork, TaskMessage, TaskSink};
+use crate::chunking::Chunker;
+use crate::error::{BatchError, BuildError, TaskError};
+use crate::ids::{TaskId, WorkerId};
+use crate::scheduler::TaskOptions;
+use crate::worker::panic_message;
+
+use super::driver::{Msg, WorkSource};
+use super::events::{BatchId, PoolEvent};
+use super::handle::TaskEnd;
+use super::{Inner, Pool};
+
+/// Lazy batches cut chunks no bigger than this, so their memory stays
+/// bounded whatever the input's length.
+pub const LAZY_CHUNK_CAP: usize = 4096;
+
+/// Options for one batch; made by [`Pool::batch`].
+#[must_use]
+pub struct BatchBuilder<'p> {
+    pool: &'p Pool,
+    chunksize: Option<usize>,
+    max_in_flight: Option<usize>,
+    progress_bar: bool,
+    task_timeout: Option<Duration>,
+    invalid: Option<BuildError>,
+}
+
+impl<'p> BatchBuilder<'p> {
+    pub(crate) fn new(pool: &'p Pool) -> Self {
+        BatchBuilder {
+            pool,
+            chunksize: None,
+            max_in_flight: None,
+            progress_bar: pool.inner.progress_bar,
+            task_timeout: pool.inner.task_timeout,
+            invalid: None,
+        }
+    }
+
+    /// Items per task, instead of automatic chunking. Must be at least 1.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.invalid = Some(BuildError::new("chunksize", "must be at least 1 (got 0)"));
+        }
+        self.chunksize = Some(n);
+        self
+    }
+
+    /// Chunks in the pool at once (default: twice the workers). Bounds the
+    /// memory of `imap` and `map_unordered`. Must be at least 1.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.invalid = Some(BuildError::new("max_in_flight", "must be at least 1 (got 0)"));
+        }
+        self.max_in_flight = Some(n);
+        self
+    }
+
+    /// Draws a progress bar (indicatif) on stderr.
+    pub fn progress_bar(mut self, on: bool) -> Self {
+        self.progress_bar = on;
+        self
+    }
+
+    /// Fails an item that runs longer than this (a chunk of n items gets
+    /// n times as long).
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        if d.is_zero() {
+            self.invalid = Some(BuildError::new("task_timeout", "must be longer than zero"));
+        }
+        self.task_timeout = Some(d);
+        self
+    }
+
+    fn engine<It, F, R>(self, items: It, f: F, lazy: bool) -> Engine<It, F, R>
+    where
+        It: Iterator,
+        It::Item: Send,
+        F: Fn(It::Item) -> R + Send + Sync,
+        R: Send,
+    {
+        let workers = self.pool.inner.config.max;
+        let chunker = match self.chunksize {
+            Some(n) => Chunker::fixed(n),
+            None if lazy => Chunker::automatic(workers).with_cap(LAZY_CHUNK_CAP),
+            None => Chunker::automatic(workers),
+        };
+        let total = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        Engine::new(
+            self.pool.inner.clone(),
+            items,
+            f,
+            chunker,
+            self.max_in_flight.unwrap_or(2 * workers),
+            self.task_timeout,
+            total,
+            self.progress_bar,
+            self.invalid,
+        )
+    }
+
+    /// Like [`Pool::map`], with these options.
+    pub fn map<I, T, R, F>(self, items: I, f: F) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.engine(items.into_iter(), f, false).run_ordered()
+    }
+
+    /// Like [`Pool::imap`], with these options. An invalid option is the
+    /// first item, then the iterator ends.
+    pub fn imap<I, T, R, F>(self, items: I, f: F) -> Imap<I::IntoIter, F, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        Imap {
+            engine: self.engine(items.into_iter(), f, true),
+            ready: VecDeque::new(),
+            parked: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Like [`Pool::map_unordered`], with these options. An invalid option
+    /// is the first item, then the iterator ends.
+    pub fn map_unordered<I, T, R, F>(self, items: I, f: F) -> MapUnordered<I::IntoIter, F, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        MapUnordered { engine: self.engine(items.into_iter(), f, true), ready: VecDeque::new() }
+    }
+
+    /// A scoped ordered map: `f` and the items may borrow. Used by
+    /// [`super::Scope::map`], which waits for every chunk's release.
+    pub(crate) fn map_scoped<'a, I, T, R, F>(
+        self,
+        items: I,
+        f: F,
+    ) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'a,
+        R: Send + 'a,
+        F: Fn(T) -> R + Send + Sync + 'a,
+    {
+        let mut engine = self.engine(items.into_iter(), f, false);
+        engine.wait_release = true;
+        engine.run_ordered()
+    }
+}
+
+/// What a chunk sends back.
+enum ChunkMsg<R> {
+    /// The chunk ran. `values` holds the results of the items that did not
+    /// panic, in order; `errors` the offsets (within the chunk) that did.
+    Ran { task: TaskId, start: usize, len: usize, values: Vec<R>, errors: Vec<(usize, TaskError)>, elapsed: Duration },
+    /// The chunk ended without running to the end (timeout, worker lost,
+    /// cancelled): every item of it fails with `error`.
+    Lost { task: TaskId, start: usize, len: usize, error: TaskError },
+}
+
+/// The chunk's terminal: whoever ends it first (the worker by running it,
+/// the driver by failing it) sends the one message.
+struct ChunkEnd<R> {
+    task: std::sync::OnceLock<TaskId>,
+    start: usize,
+    len: usize,
+    ended: AtomicBool,
+    tx: Sender<ChunkMsg<R>>,
+    /// Counts chunk ends alive; a scoped batch waits for zero.
+    alive: Arc<AtomicUsize>,
+}
+
+impl<R> ChunkEnd<R> {
+    fn end(&self, msg: impl FnOnce(TaskId) -> ChunkMsg<R>) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            let task = self.task.get().copied().unwrap_or(TaskId(u64::MAX));
+            let _ = self.tx.send(msg(task));
+        }
+    }
+}
+
+impl<R> Drop for ChunkEnd<R> {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<R: Send> TaskSink for ChunkEnd<R> {
+    fn message(&self, _message: TaskMessage) {}
+    fn result_bytes(&self, _bytes: Vec<u8>) -> Result<(), TaskError> {
+        Err(TaskError::serialization("batch chunks run in-process"))
+    }
+}
+
+impl<R: Send> TaskEnd for ChunkEnd<R> {
+    fn started(&self, _worker: WorkerId) {}
+    fn fail(&self, error: TaskError) {
+        let (start, len) = (self.start, self.len);
+        self.end(|task| ChunkMsg::Lost { task, start, len, error });
+    }
+}
+
+/// Erases the lifetime of a chunk's work and terminal.
+///
+/// # Safety
+/// The caller must not let anything the closure or the terminal borrows
+/// die before every terminal was dropped (`alive` reached zero): the
+/// scoped batch waits for that; unscoped batches only erase `'static`.
+unsafe fn erase<'a, R: Send + 'a>(
+    work: Box<dyn FnOnce() + Send + 'a>,
+    end: Arc<ChunkEnd<R>>,
+) -> (LocalWork, Arc<dyn TaskEnd>) {
+    let end: Arc<dyn TaskEnd + 'a> = end;
+    // SAFETY: only the lifetime changes (same layout); the caller keeps
+    // the borrowed data alive until every chunk terminal was dropped.
+    unsafe {
+        (
+            std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, LocalWork>(work),
+            std::mem::transmute::<Arc<dyn TaskEnd + 'a>, Arc<dyn TaskEnd>>(end),
+        )
+    }
+}
+
+struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    fn new(total: Option<usize>) -> Self {
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n as u64),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        Bar { bar }
+    }
+}
+
+/// The shared machinery of every batch.
+pub(crate) struct Engine<It: Iterator, F, R> {
+    inner: Arc<Inner>,
+    items: It,
+    f: Arc<F>,
+    exhausted: bool,
+    chunker: Chunker,
+    max_in_flight: usize,
+    timeout: Option<Duration>,
+    tx: Sender<ChunkMsg<R>>,
+    rx: Receiver<ChunkMsg<R>>,
+    in_flight: HashSet<TaskId>,
+    alive: Arc<AtomicUsize>,
+    next_index: usize,
+    total: Option<usize>,
+    done: usize,
+    batch: BatchId,
+    bar: Option<Bar>,
+    invalid: Option<BuildError>,
+    /// Set for scoped batches: dropping waits until no chunk is alive.
+    wait_release: bool,
+    /// Stop feeding (a `map` item failed, or the pool closed).
+    stop_feeding: bool,
+    closed: bool,
+    finished_sent: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<It, F, R> Engine<It, F, R>
+where
+    It: Iterator,
+    It::Item: Send,
+    F: Fn(It::Item) -> R + Send + Sync,
+    R: Send,
+{
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        inner: Arc<Inner>,
+        items: It,
+        f: F,
+        chunker: Chunker,
+        max_in_flight: usize,
+        timeout: Option<Duration>,
+        total: Option<usize>,
+        progress_bar: bool,
+        invalid: Option<BuildError>,
+    ) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let batch = BatchId(inner.next_batch.fetch_add(1, Ordering::Relaxed));
+        Engine {
+            inner,
+            items,
+            f: Arc::new(f),
+            exhausted: false,
+            chunker,
+            max_in_flight,
+            timeout,
+            tx,
+            rx,
+            in_flight: HashSet::new(),
+            alive: Arc::new(AtomicUsize::new(0)),
+            next_index: 0,
+            total,
+            done: 0,
+            batch,
+            bar: progress_bar.then(|| Bar::new(total)),
+            invalid,
+            wait_release: false,
+            stop_feeding: false,
+            closed: false,
+            finished_sent: false,
+            _r: PhantomData,
+        }
+    }
+
+    /// Submits chunks until `max_in_flight` are out or the input ends.
+    fn feed(&mut self) {
+        while !self.exhausted && !self.stop_feeding && self.in_flight.len() < self.max_in_flight {
+            let left = self.total.map(|t| t.saturating_sub(self.next_index));
+            let size = self.chunker.next_size(left);
+            let chunk: Vec<It::Item> = self.items.by_ref().take(size).collect();
+            if chunk.len() < size {
+                self.exhausted = true;
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            self.submit_chunk(chunk);
+        }
+    }
+
+    fn submit_chunk(&mut self, chunk: Vec<It::Item>) {
+        let start = self.next_index;
+        let len = chunk.len();
+        self.next_index += len;
+        let Some(open) = self.inner.open() else {
+            self.closed = true;
+            self.stop_feeding = true;
+            return;
+        };
+        self.alive.fetch_add(1, Ordering::AcqRel);
+        let end = Arc::new(ChunkEnd {
+            task: std::sync::OnceLock::new(),
+            start,
+            len,
+            ended: AtomicBool::new(false),
+            tx: self.tx.clone(),
+            alive: self.alive.clone(),
+        });
+        let producer = end.clone();
+        let f = self.f.clone();
+        let work = Box::new(move || {
+            let t0 = Instant::now();
+            let mut values = Vec::with_capacity(chunk.len());
+            let mut errors = Vec::new();
+            let mut items = chunk.into_iter();
+            loop {
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    for x in items.by_ref() {
+                        values.push(f(x));
+                    }
+                }));
+                match run {
+                    Ok(()) => break,
+                    Err(p) => {
+                        let at = values.len() + errors.len();
+                        errors.push((at, TaskError::panic(panic_message(&*p))));
+                    }
+                }
+            }
+            let elapsed = t0.elapsed();
+            producer.end(|task| ChunkMsg::Ran { task, start, len, values, errors, elapsed });
+        });
+        // SAFETY: unscoped engines hold only 'static types (their public
+        // constructors require it); scoped ones set `wait_release` and
+        // wait in `Drop` until every chunk terminal is gone.
+        let (work, end_dyn) = unsafe { erase(work, end.clone()) };
+        let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
+        let id = self.inner.send_task(&open, options, end_dyn, WorkSource::Once(Some(work)));
+        let _ = end.task.set(id);
+        self.in_flight.insert(id);
+    }
+
+    /// Feeds, then waits for the next chunk message. `None` once every
+    /// chunk came back and the input is done.
+    fn next_chunk(&mut self) -> Option<ChunkMsg<R>> {
+        self.feed();
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let msg = self.rx.recv().ok()?;
+        let (task, len) = match &msg {
+            ChunkMsg::Ran { task, len, elapsed, errors, .. } => {
+                if errors.is_empty() {
+                    self.chunker.observe(*len, *elapsed);
+                }
+                (*task, *len)
+            }
+            ChunkMsg::Lost { task, len, .. } => (*task, *len),
+        };
+        self.in_flight.remove(&task);
+        self.done += len;
+        if let Some(bar) = &self.bar {
+            bar.bar.inc(len as u64);
+        }
+        let (batch, done, total) = (self.batch, self.done, self.total);
+        self.inner.events.emit(|| PoolEvent::BatchProgress {
+            batch,
+            done,
+            total,
+            fraction: total.map(|t| if t == 0 { 1.0 } else { done as f32 / t as f32 }),
+        });
+        Some(msg)
+    }
+
+    fn emit_results(&self, start: usize, len: usize, failed: &[(usize, TaskError)], all_failed: bool) {
+        if !self.inner.events.is_active() {
+            return;
+        }
+        let mut bad = failed.iter().map(|(o, _)| *o).peekable();
+        for offset in 0..len {
+            let ok = if all_failed {
+                false
+            } else if bad.peek() == Some(&offset) {
+                bad.next();
+                false
+            } else {
+                true
+            };
+            let batch = self.batch;
+            self.inner.events.emit(|| PoolEvent::BatchResult { batch, index: start + offset, ok });
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.finished_sent {
+            return;
+        }
+        self.finished_sent = true;
+        if let Some(bar) = &self.bar {
+            bar.bar.finish();
+        }
+        let batch = self.batch;
+        self.inner.events.emit(|| PoolEvent::BatchFinished(batch));
+    }
+
+    /// Splits a chunk message into per-item results, in input order.
+    fn items_of(&self, msg: ChunkMsg<R>) -> (usize, Vec<Result<R, BatchError>>) {
+        match msg {
+            ChunkMsg::Ran { start, len, values, errors, .. } => {
+                self.emit_results(start, len, &errors, false);
+                let mut out = Vec::with_capacity(len);
+                let mut values = values.into_iter();
+                let mut errors = errors.into_iter().peekable();
+                for offset in 0..len {
+                    if errors.peek().is_some_and(|(o, _)| *o == offset) {
+                        let (_, error) = errors.next().expect("peeked");
+                        out.push(Err(BatchError::Failed { index: start + offset, error }));
+                    } else if let Some(v) = values.next() {
+                        out.push(Ok(v));
+                    }
+                }
+                (start, out)
+            }
+            ChunkMsg::Lost { start, len, error, .. } => {
+                self.emit_results(start, len, &[], true);
+                let out = (0..len)
+                    .map(|o| Err(BatchError::Failed { index: start + o, error: error.clone() }))
+                    .collect();
+                (start, out)
+            }
+        }
+    }
+
+    /// `map`: every result in input order, or the failure with the lowest
+    /// index once the running chunks settled.
+    fn run_ordered(mut self) -> Result<Vec<R>, BatchError> {
+        if let Some(e) = self.invalid.take() {
+            return Err(BatchError::InvalidOption(e));
+        }
+        if self.inner.is_closed() {
+            return Err(BatchError::Closed);
+        }
+        let mut out: Vec<R> = Vec::with_capacity(self.total.unwrap_or(0));
+        let mut parked: BTreeMap<usize, Vec<R>> = BTreeMap::new();
+        let mut failure: Option<(usize, TaskError)> = None;
+        while let Some(msg) = self.next_chunk() {
+            let first_bad = match &msg {
+                ChunkMsg::Ran { errors, start, .. } => {
+                    errors.first().map(|(o, e)| (start + o, e.clone()))
+                }
+                ChunkMsg::Lost { start, error, .. } => Some((*start, error.clone())),
+            };
+            if let Some((index, error)) = first_bad {
+                self.emit_failed(&msg);
+                self.stop_feeding = true;
+                if failure.as_ref().is_none_or(|(i, _)| index < *i) {
+                    failure = Some((index, error));
+                }
+                continue;
+            }
+            let ChunkMsg::Ran { start, len, values, .. } = msg else { continue };
+            self.emit_results(start, len, &[], false);
+            if failure.is_some() {
+                continue;
+            }
+            if start == out.len() {
+                out.extend(values);
+                while let Some(next) = parked.remove(&out.len()) {
+                    out.extend(next);
+                }
+            } else {
+                parked.insert(start, values);
+            }
+        }
+        self.finish();
+        if let Some((index, error)) = failure {
+            return Err(BatchError::Failed { index, error });
+        }
+        if self.closed {
+            return Err(BatchError::Closed);
+        }
+        debug_assert!(parked.is_empty());
+        Ok(out)
+    }
+
+    fn emit_failed(&self, msg: &ChunkMsg<R>) {
+        match msg {
+            ChunkMsg::Ran { start, len, errors, .. } => self.emit_results(*start, *len, errors, false),
+            ChunkMsg::Lost { start, len, .. } => self.emit_results(*start, *len, &[], true),
+        }
+    }
+}
+
+impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
+    fn drop(&mut self) {
+        // Chunks still out are not wanted any more.
+        for task in self.in_flight.drain() {
+            self.inner.link.send(Msg::Cancel(task));
+        }
+        if self.wait_release {
+            // A scoped batch's chunks borrow the caller's stack: wait until
+            // every chunk terminal (and so every closure) is gone.
+            let mut spins = 0u32;
+            while self.alive.load(Ordering::Acquire) > 0 {
+                spins += 1;
+                if spins < 100 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::imap`]: results in input order.
+pub struct Imap<It: Iterator, F, R> {
+    engine: Engine<It, F, R>,
+    ready: VecDeque<Result<R, BatchError>>,
+    /// Chunks that arrived ahead of their turn, by first index.
+    parked: BTreeMap<usize, Vec<Result<R, BatchError>>>,
+    /// The index of the next result to yield.
+    next: usize,
+}
+
+impl<It, F, R> Iterator for Imap<It, F, R>
+where
+    It: Iterator,
+    It::Item: Send,
+    F: Fn(It::Item) -> R + Send + Sync,
+    R: Send,
+{
+    type Item = Result<R, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.engine.invalid.take() {
+            self.engine.exhausted = true;
+            return Some(Err(BatchError::InvalidOption(e)));
+        }
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            if let Some(items) = self.parked.remove(&self.next) {
+                self.next += items.len();
+                self.ready.extend(items);
+                continue;
+            }
+            match self.engine.next_chunk() {
+                Some(msg) => {
+                    let (start, items) = self.engine.items_of(msg);
+                    self.parked.insert(start, items);
+                }
+                None => {
+                    self.engine.finish();
+                    if self.engine.closed {
+                        self.engine.closed = false;
+                        return Some(Err(BatchError::Closed));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::map_unordered`]: `(index, result)` in completion
+/// order.
+pub struct MapUnordered<It: Iterator, F, R> {
+    engine: Engine<It, F, R>,
+    ready: VecDeque<Result<(usize, R), BatchError>>,
+}
+
+impl<It, F, R> Iterator for MapUnordered<It, F, R>
+where
+    It: Iterator,
+    It::Item: Send,
+    F: Fn(It::Item) -> R + Send + Sync,
+    R: Send,
+{
+    type Item = Result<(usize, R), BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.engine.invalid.take() {
+            self.engine.exhausted = true;
+            return Some(Err(BatchError::InvalidOption(e)));
+        }
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            match self.engine.next_chunk() {
+                Some(msg) => {
+                    let (start, items) = self.engine.items_of(msg);
+                    self.ready.extend(
+                        items.into_iter().enumerate().map(|(o, r)| r.map(|v| (start + o, v))),
+                    );
+                }
+                None => {
+                    self.engine.finish();
+                    if self.engine.closed {
+                        self.engine.closed = false;
+                        return Some(Err(BatchError::Closed));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}

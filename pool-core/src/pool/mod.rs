@@ -1,0 +1,481 @@
+//! The [`Pool`]: what users hold. Built by [`PoolBuilder`] on any
+//! [`Backend`]; runs a [`driver`] thread; hands out [`TaskHandle`]s and runs
+//! batches ([`batch`]) and scopes ([`scope`]).
+
+pub(crate) mod batch;
+pub(crate) mod driver;
+pub(crate) mod events;
+pub(crate) mod handle;
+pub(crate) mod scope;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::backend::{Backend, ExitHook, InitHook, LocalWork, WorkKind, WorkerState};
+use crate::error::{BatchError, BuildError, SubmitError, SubmitRefusal};
+use crate::ids::{TaskId, WorkerId};
+use crate::scheduler::{Config, Scheduler, TaskOptions};
+use crate::stats::Insights;
+
+pub use batch::{BatchBuilder, Imap, MapUnordered};
+pub use events::{BatchId, PoolEvent};
+pub use handle::{Message, Messages, TaskHandle};
+pub use scope::{Scope, ScopedHandle};
+
+use driver::{Driver, DriverLink, Hooks, Latch, Msg, Submission, WorkSource};
+use handle::{TaskCell, TaskEnd};
+
+/// Builds a [`Pool`]. Every option is checked in [`PoolBuilder::build`],
+/// which names the offending option in its error.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `min` | `max` | workers kept even when idle (startAt) |
+/// | `max` | `min`, or the number of CPUs | workers at most (stretchTo) |
+/// | `workers(n)` | | sets `min = max = n` |
+/// | `idle_timeout` | 10 s | an idle worker above `min` stops after this |
+/// | `lifespan` | none | replace a worker after it ran this many tasks (chunks) |
+/// | `task_timeout` | none | fail a task that runs longer (per item in batches) |
+/// | `worker_init` | none | makes per-worker state, runs first in each worker |
+/// | `worker_exit` | none | gets the state back, runs last in each worker |
+/// | `max_start_failures` | 3 | consecutive failed starts that break the pool |
+/// | `progress_bar` | false | default for batches: draw a progress bar |
+#[derive(Clone, Default)]
+pub struct PoolBuilder {
+    min: Option<usize>,
+    max: Option<usize>,
+    idle_timeout: Option<Duration>,
+    lifespan: Option<u64>,
+    task_timeout: Option<Duration>,
+    init: Option<InitHook>,
+    exit: Option<ExitHook>,
+    max_start_failures: Option<u32>,
+    progress_bar: bool,
+}
+
+impl PoolBuilder {
+    /// Workers kept alive even when idle (startAt).
+    pub fn min(mut self, n: usize) -> Self {
+        self.min = Some(n);
+        self
+    }
+    /// Workers at most (stretchTo); the pool grows while tasks wait.
+    pub fn max(mut self, n: usize) -> Self {
+        self.max = Some(n);
+        self
+    }
+    /// A fixed number of workers (`min = max = n`).
+    pub fn workers(self, n: usize) -> Self {
+        self.min(n).max(n)
+    }
+    /// How long a worker above `min` may idle before it stops.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+    /// Replace each worker after it ran `n` tasks (mpire's
+    /// `worker_lifespan`, multiprocessing's `maxtasksperchild`).
+    pub fn lifespan(mut self, n: u64) -> Self {
+        self.lifespan = Some(n);
+        self
+    }
+    /// Default timeout of every task; in batches, per item of a chunk.
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.task_timeout = Some(d);
+        self
+    }
+    /// Runs first in every worker and makes its state, which tasks reach
+    /// with [`crate::task::with_state`]. An `Err` fails the worker's start.
+    pub fn worker_init<S, F>(mut self, init: F) -> Self
+    where
+        S: Send + 'static,
+        F: Fn(WorkerId) -> Result<S, String> + Send + Sync + 'static,
+    {
+        self.init = Some(Arc::new(move |w| init(w).map(|s| Box::new(s) as WorkerState)));
+        self
+    }
+    /// Runs last in every worker with the state `worker_init` made (or
+    /// `None` without `worker_init`, or if it had another type).
+    pub fn worker_exit<S, F>(mut self, exit: F) -> Self
+    where
+        S: Send + 'static,
+        F: Fn(WorkerId, Option<S>) + Send + Sync + 'static,
+    {
+        self.exit = Some(Arc::new(move |w, s: Option<WorkerState>| {
+            let s = s.and_then(|b| b.downcast::<S>().ok()).map(|b| *b);
+            exit(w, s)
+        }));
+        self
+    }
+    /// Consecutive failed worker starts after which the pool is broken.
+    pub fn max_start_failures(mut self, n: u32) -> Self {
+        self.max_start_failures = Some(n);
+        self
+    }
+    /// Draw a progress bar for every batch (each batch can override it).
+    pub fn progress_bar(mut self, on: bool) -> Self {
+        self.progress_bar = on;
+        self
+    }
+
+    fn config(&self) -> Result<Config, BuildError> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (min, max) = match (self.min, self.max) {
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, min.max(cpus)),
+            (None, Some(max)) => (max, max),
+            (None, None) => (cpus, cpus),
+        };
+        if max == 0 {
+            return Err(BuildError::new("max", "a pool needs at least 1 worker (got 0)"));
+        }
+        if min > max {
+            return Err(BuildError::new(
+                "min",
+                format!("must not exceed `max` (got min = {min}, max = {max})"),
+            ));
+        }
+        if self.lifespan == Some(0) {
+            return Err(BuildError::new("lifespan", "must be at least 1 task (got 0)"));
+        }
+        if self.task_timeout == Some(Duration::ZERO) {
+            return Err(BuildError::new("task_timeout", "must be longer than zero"));
+        }
+        if self.max_start_failures == Some(0) {
+            return Err(BuildError::new("max_start_failures", "must be at least 1 (got 0)"));
+        }
+        let d = Config::default();
+        Ok(Config {
+            min,
+            max,
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+            lifespan: self.lifespan,
+            max_start_failures: self.max_start_failures.unwrap_or(d.max_start_failures),
+        })
+    }
+
+    /// Checks the options and starts the pool on `backend`.
+    pub fn build(self, backend: impl Backend + 'static) -> Result<Pool, BuildError> {
+        self.build_boxed(Box::new(backend))
+    }
+
+    /// [`PoolBuilder::build`] for a backend already boxed (plugins).
+    pub fn build_boxed(self, backend: Box<dyn Backend>) -> Result<Pool, BuildError> {
+        let config = self.config()?;
+        let (link, tx, rx) = driver::channel();
+        let events = Arc::new(events::EventHub::default());
+        let drained = Arc::new(Latch::default());
+        let accepts_local = backend.accepts(WorkKind::Local);
+        let backend_name = backend.name().to_string();
+        let hooks = Hooks { init: self.init, exit: self.exit };
+        let driver = Driver::new(
+            Scheduler::new(config.clone()),
+            backend,
+            tx,
+            rx,
+            hooks,
+            events.clone(),
+            drained.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("shoal-dispatcher".into())
+            .spawn(move || driver.run())
+            .map_err(|e| BuildError::new("backend", format!("cannot start the dispatcher: {e}")))?;
+        Ok(Pool {
+            inner: Arc::new(Inner {
+                link,
+                gate: RwLock::new(false),
+                next_task: AtomicU64::new(0),
+                next_batch: AtomicU64::new(0),
+                events,
+                drained,
+                dispatcher: Mutex::new(Some(thread)),
+                config,
+                task_timeout: self.task_timeout,
+                accepts_local,
+                backend_name,
+                progress_bar: self.progress_bar,
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    link: DriverLink,
+    /// `true` once closed; submit holds it shared so no task slips past a
+    /// close.
+    gate: RwLock<bool>,
+    next_task: AtomicU64,
+    next_batch: AtomicU64,
+    events: Arc<events::EventHub>,
+    drained: Arc<Latch>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    config: Config,
+    task_timeout: Option<Duration>,
+    accepts_local: bool,
+    backend_name: String,
+    progress_bar: bool,
+}
+
+impl Inner {
+    /// Holds the gate open for one submission, or `None` once closed.
+    pub(crate) fn open(&self) -> Option<RwLockReadGuard<'_, bool>> {
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if *gate { None } else { Some(gate) }
+    }
+
+    /// Sends a task to the driver; the caller holds the open gate.
+    pub(crate) fn send_task(
+        &self,
+        _open: &RwLockReadGuard<'_, bool>,
+        options: TaskOptions,
+        end: Arc<dyn TaskEnd>,
+        work: WorkSource,
+    ) -> TaskId {
+        let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed));
+        self.link.send(Msg::Submit(Submission { id, options, work, end }));
+        id
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        let mut closed = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        if !*closed {
+            *closed = true;
+            self.link.send(Msg::Close);
+        }
+    }
+
+    fn join(&self) {
+        self.drained.wait();
+        let thread = self.dispatcher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A pool of workers on one backend.
+///
+/// ```
+/// # use shoal_core::{Pool, testkit::InlineThreads};
+/// let pool = Pool::builder().workers(2).build(InlineThreads::default()).unwrap();
+/// let squares = pool.map(0..10u64, |x| x * x).unwrap();
+/// assert_eq!(squares[9], 81);
+/// let handle = pool.submit(|| "done").unwrap();
+/// assert_eq!(handle.wait().unwrap(), "done");
+/// ```
+///
+/// Dropping the pool closes it and waits for the tasks already submitted
+/// (like [`Pool::close`] then [`Pool::join`]); call [`Pool::terminate`] to
+/// cancel them instead.
+pub struct Pool {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("backend", &self.inner.backend_name)
+            .field("min", &self.inner.config.min)
+            .field("max", &self.inner.config.max)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Starts building a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &str {
+        &self.inner.backend_name
+    }
+
+    /// The most workers this pool runs at once.
+    pub fn max_workers(&self) -> usize {
+        self.inner.config.max
+    }
+
+    /// Workers alive now (starting, idle or busy).
+    pub fn live_workers(&self) -> usize {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.link.send(Msg::LiveWorkers(tx));
+        rx.recv().unwrap_or(0)
+    }
+
+    fn check_local<F>(&self, f: F) -> Result<F, SubmitError<F>> {
+        if self.inner.accepts_local {
+            Ok(f)
+        } else {
+            Err(SubmitError::new(f, SubmitRefusal::Unsupported))
+        }
+    }
+
+    fn default_options(&self) -> TaskOptions {
+        TaskOptions { timeout: self.inner.task_timeout, retries: 0 }
+    }
+
+    /// Submits one task; it runs once. A closed pool hands it back.
+    pub fn submit<F, R>(&self, f: F) -> Result<TaskHandle<R>, SubmitError<F>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let f = self.check_local(f)?;
+        let Some(open) = self.inner.open() else {
+            return Err(SubmitError::new(f, SubmitRefusal::Closed));
+        };
+        let cell = TaskCell::<R>::new();
+        let producer = cell.clone();
+        let work: LocalWork = Box::new(move || {
+            producer.complete(f());
+        });
+        let options = self.default_options();
+        let id = self.inner.send_task(&open, options, cell.clone(), WorkSource::Once(Some(work)));
+        Ok(TaskHandle::new(id, cell, self.inner.link.clone()))
+    }
+
+    /// Submits one task with options (timeout, retries). The task is `Fn`
+    /// so that a retry can run it again. A closed pool hands it back.
+    pub fn submit_with<F, R>(
+        &self,
+        options: TaskOptions,
+        f: F,
+    ) -> Result<TaskHandle<R>, SubmitError<F>>
+    where
+        F: Fn() -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        if options.timeout == Some(Duration::ZERO) {
+            return Err(SubmitError::new(f, SubmitRefusal::InvalidOption("timeout")));
+        }
+        let f = self.check_local(f)?;
+        let Some(open) = self.inner.open() else {
+            return Err(SubmitError::new(f, SubmitRefusal::Closed));
+        };
+        let cell = TaskCell::<R>::new();
+        let producer = cell.clone();
+        let options = TaskOptions { timeout: options.timeout.or(self.inner.task_timeout), ..options };
+        let work: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            producer.complete(f());
+        });
+        let id = self.inner.send_task(&open, options, cell.clone(), WorkSource::Repeat(work));
+        Ok(TaskHandle::new(id, cell, self.inner.link.clone()))
+    }
+
+    /// A batch with options (chunksize, progress bar, ...); see
+    /// [`BatchBuilder`].
+    pub fn batch(&self) -> BatchBuilder<'_> {
+        BatchBuilder::new(self)
+    }
+
+    /// Applies `f` to every item, in parallel, and returns the results in
+    /// input order. Chunking is automatic. On the first failed item no more
+    /// chunks start; the running ones settle, then the failure (with the
+    /// lowest index seen) is returned.
+    pub fn map<I, T, R, F>(&self, items: I, f: F) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.batch().map(items, f)
+    }
+
+    /// Applies `f` to every item lazily; yields `(index, result)` in
+    /// completion order. At most a bounded number of items is in flight.
+    pub fn map_unordered<I, T, R, F>(&self, items: I, f: F) -> MapUnordered<I::IntoIter, F, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.batch().map_unordered(items, f)
+    }
+
+    /// Applies `f` to every item lazily; yields results in input order. At
+    /// most a bounded number of items is in flight, so an endless iterator
+    /// runs in constant memory.
+    pub fn imap<I, T, R, F>(&self, items: I, f: F) -> Imap<I::IntoIter, F, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.batch().imap(items, f)
+    }
+
+    /// Runs `f` with a [`Scope`] whose tasks may borrow from the caller's
+    /// stack. Returns when every task of the scope ended and its closure
+    /// was dropped (a task detached by a timeout is waited for).
+    pub fn scope<'env, F, T>(&self, f: F) -> T
+    where
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+    {
+        scope::run(self, f)
+    }
+
+    /// Stops handing tasks to workers; running tasks finish.
+    pub fn suspend(&self) {
+        self.inner.link.send(Msg::Suspend);
+    }
+
+    /// Hands tasks to workers again.
+    pub fn resume(&self) {
+        self.inner.link.send(Msg::Resume);
+    }
+
+    /// Accepts no new tasks; the submitted ones still run. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Waits until the pool closed and drained: every task ended and every
+    /// worker exited. Call [`Pool::close`] (or `terminate`) first, or this
+    /// waits forever.
+    pub fn join(&self) {
+        self.inner.join();
+    }
+
+    /// Cancels every queued and running task (each ends `Cancelled`), stops
+    /// the workers and waits for the pool to drain. Workers busy with a task
+    /// are killed (threads: detached).
+    pub fn terminate(&self) {
+        {
+            let mut closed = self.inner.gate.write().unwrap_or_else(|e| e.into_inner());
+            *closed = true;
+            self.inner.link.send(Msg::Terminate);
+        }
+        self.inner.join();
+    }
+
+    /// A stream of pool events; each call makes a new subscriber.
+    pub fn events(&self) -> crossbeam_channel::Receiver<PoolEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Per-worker statistics as of now; `Display` prints the table.
+    pub fn insights(&self) -> Insights {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.link.send(Msg::Insights(tx));
+        rx.recv().unwrap_or_default()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.close();
+        self.inner.join();
+    }
+}

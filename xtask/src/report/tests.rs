@@ -1,0 +1,346 @@
+//! Tests of the report on a small fake criterion tree.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("xtask-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn estimate(ns: f64) -> String {
+    format!(
+        r#"{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{lo},"upper_bound":{hi}}},"point_estimate":{ns},"standard_error":1.5}}"#,
+        lo = ns * 0.9,
+        hi = ns * 1.1
+    )
+}
+
+/// Writes what criterion 0.8 writes for one benchmark; `throughput` is the
+/// serde form of criterion's `Throughput`, or `null`.
+fn write_bench(root: &Path, dir: &str, id: Option<(&str, &str)>, median: f64, throughput: &str) {
+    let new = root.join(dir).join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    let estimates = format!(
+        r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":null,"std_dev":{}}}"#,
+        estimate(median * 1.05),
+        estimate(median),
+        estimate(median * 0.01),
+        estimate(median * 0.02)
+    );
+    std::fs::write(new.join("estimates.json"), estimates).unwrap();
+    std::fs::write(
+        new.join("sample.json"),
+        r#"{"sampling_mode":"Linear","iters":[1.0],"times":[1.0]}"#,
+    )
+    .unwrap();
+    if let Some((group, function)) = id {
+        let benchmark = format!(
+            r#"{{"group_id":"{group}","function_id":"{function}","value_str":null,"throughput":{throughput},"full_id":"{group}/{function}","directory_name":"{dir}","title":"{group}/{function}"}}"#
+        );
+        std::fs::write(new.join("benchmark.json"), benchmark).unwrap();
+    }
+}
+
+/// A tree like the one `cargo bench -p shoal-benches --bench workloads` leaves.
+fn fake_tree(root: &Path) {
+    let elements = r#"{"Elements":1000000}"#;
+    write_bench(root, "W1/serial", Some(("W1", "serial")), 4.0e6, elements);
+    write_bench(root, "W1/rayon", Some(("W1", "rayon")), 2.0e6, elements);
+    write_bench(root, "W1/threads", Some(("W1", "threads")), 2.6e6, elements);
+    // No benchmark.json: names come from the directories.
+    write_bench(root, "W1/process", None, 8.0e6, "null");
+    // Criterion sanitizes names: the directory differs from the id.
+    write_bench(
+        root,
+        "roundtrip/threads_plugin",
+        Some(("roundtrip", "threads:plugin")),
+        900.0,
+        "null",
+    );
+    write_bench(root, "roundtrip/threads", Some(("roundtrip", "threads")), 800.0, "null");
+    // No rayon in this group; bytes throughput.
+    write_bench(root, "W5/serial", Some(("W5", "serial")), 1.0e8, r#"{"Bytes":200000000}"#);
+    write_bench(root, "W5/threads", Some(("W5", "threads")), 5.0e7, r#"{"Bytes":200000000}"#);
+    // Broken: skipped with a note.
+    let broken = root.join("W4/rayon/new");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("estimates.json"), "{not json").unwrap();
+    // Not benchmarks: a baseline copy and criterion's report folder.
+    for not_new in ["W1/serial/base", "W1/serial/change"] {
+        std::fs::create_dir_all(root.join(not_new)).unwrap();
+        std::fs::write(root.join(not_new).join("estimates.json"), "{}").unwrap();
+    }
+    std::fs::create_dir_all(root.join("report")).unwrap();
+    std::fs::write(root.join("report/index.html"), "<html/>").unwrap();
+}
+
+fn machine() -> Machine {
+    Machine {
+        nproc: 2,
+        rustc: "rustc 1.95.0 (test)".to_owned(),
+        date: "2026-01-02 03:04:05 UTC".to_owned(),
+        quick: true,
+    }
+}
+
+fn probe(backend: &str, items: u64, kib: u64) -> MemoryProbe {
+    MemoryProbe {
+        backend: backend.to_owned(),
+        items,
+        peak_rss_kib: kib,
+        pulled_before_first: Some(64),
+        seconds: Some(0.25),
+    }
+}
+
+fn fake_report(root: &Path) -> Report {
+    fake_tree(root);
+    let loaded = load_criterion(root, None);
+    Report {
+        machine: machine(),
+        measurements: loaded.measurements,
+        memory: vec![
+            probe("threads", 100_000, 2048),
+            probe("threads", 1_000_000, 2100),
+            probe("threads", 10_000_000, 2150),
+            probe("serial", 100_000, 1000),
+            probe("serial", 10_000_000, 900_000),
+        ],
+        notes: loaded.skipped,
+    }
+}
+
+fn find<'a>(groups: &'a [Group<'a>], group: &str, implementation: &str) -> &'a Row<'a> {
+    groups
+        .iter()
+        .find(|g| g.name == group)
+        .and_then(|g| g.rows.iter().find(|r| r.measurement.implementation == implementation))
+        .unwrap_or_else(|| panic!("no row {group}/{implementation}"))
+}
+
+#[test]
+fn loads_the_fake_tree() {
+    let dir = TempDir::new("load");
+    fake_tree(&dir.0);
+    let loaded = load_criterion(&dir.0, None);
+    assert_eq!(loaded.measurements.len(), 8, "{:#?}", loaded.measurements);
+    assert_eq!(loaded.skipped.len(), 1, "{:?}", loaded.skipped);
+    assert!(loaded.skipped[0].contains("W4/rayon"), "{:?}", loaded.skipped);
+
+    let w1_rayon =
+        loaded.measurements.iter().find(|m| m.group == "W1" && m.implementation == "rayon");
+    let w1_rayon = w1_rayon.unwrap();
+    assert_eq!(w1_rayon.median_ns, 2.0e6);
+    assert_eq!(w1_rayon.mean_ns, Some(2.1e6));
+    assert_eq!(w1_rayon.throughput, Some(Throughput::Elements(1_000_000)));
+    assert!(loaded.measurements.iter().any(|m| m.implementation == "threads:plugin"));
+    let process = loaded.measurements.iter().find(|m| m.implementation == "process").unwrap();
+    assert_eq!((process.group.as_str(), process.throughput), ("W1", None));
+}
+
+#[test]
+fn results_older_than_the_run_are_skipped() {
+    let dir = TempDir::new("stale");
+    fake_tree(&dir.0);
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    let loaded = load_criterion(&dir.0, Some(later));
+    assert!(loaded.measurements.is_empty());
+    assert!(loaded.skipped.iter().all(|s| s.ends_with("left over from an earlier run")));
+    assert!(load_criterion(&dir.0.join("missing"), None).measurements.is_empty());
+}
+
+#[test]
+fn groups_are_ordered_and_ratios_taken_against_rayon_and_serial() {
+    let dir = TempDir::new("groups");
+    let report = fake_report(&dir.0);
+    let groups = groups(&report.measurements);
+    let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+    assert_eq!(names, ["W1", "W5", "roundtrip"]);
+    let w1: Vec<&str> =
+        groups[0].rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
+    assert_eq!(w1, ["serial", "rayon", "threads", "process"]);
+
+    let threads = find(&groups, "W1", "threads");
+    assert_eq!(threads.vs_rayon, Some(1.3));
+    assert_eq!(threads.vs_serial, Some(0.65));
+    assert_eq!(find(&groups, "W5", "threads").vs_rayon, None);
+    assert_eq!(find(&groups, "W5", "threads").vs_serial, Some(0.5));
+    assert_eq!(find(&groups, "roundtrip", "threads").vs_serial, None);
+}
+
+#[test]
+fn text_table_is_aligned() {
+    let dir = TempDir::new("text");
+    let text = text(&fake_report(&dir.0));
+    assert!(text.starts_with("shoal bench: 2 cores, rustc 1.95.0 (test), 2026-01-02"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.iter().position(|l| l.trim_start().starts_with("implementation")).unwrap();
+    let block = &lines[header..header + 5];
+    let width = block[0].chars().count();
+    assert!(block.iter().all(|l| l.chars().count() == width), "{block:#?}");
+    assert!(block[2].contains("rayon") && block[2].contains("2.00 ms"), "{block:#?}");
+    assert!(block[2].contains("500 Melem/s") && block[2].contains("1.00x"), "{block:#?}");
+    assert!(block[3].contains("1.30x") && block[3].contains("0.65x"), "{block:#?}");
+    assert!(text.contains("4000 MB/s"), "{text}");
+    assert!(text.contains("peak 10^7 / 10^5"), "{text}");
+    assert!(text.contains("W4/rayon"), "the skipped result is noted: {text}");
+}
+
+#[test]
+fn memory_rows_report_growth() {
+    let memory = [
+        probe("threads", 100_000, 2000),
+        probe("threads", 10_000_000, 3000),
+        probe("serial", 1_000_000, 5),
+    ];
+    let (sizes, rows) = memory_rows(&memory);
+    assert_eq!(sizes, [100_000, 1_000_000, 10_000_000]);
+    assert_eq!(rows[0].backend, "serial");
+    assert_eq!(rows[0].growth, None);
+    assert_eq!(rows[1].growth, Some(1.5));
+}
+
+#[test]
+fn markdown_has_one_table_per_group_and_memory() {
+    let dir = TempDir::new("markdown");
+    let md = markdown(&fake_report(&dir.0));
+    assert!(md.starts_with("# shoal benchmark report\n"));
+    assert!(md.contains("- machine: 2 cores"));
+    assert!(md.contains("`rustc 1.95.0 (test)`"));
+    for heading in ["## W1\n", "## W5\n", "## roundtrip\n", "## W6 memory\n"] {
+        assert!(md.contains(heading), "{heading} missing:\n{md}");
+    }
+    assert!(md.contains("| implementation | median | throughput | vs rayon | vs serial |"));
+    assert!(md.contains("| --- | ---: | ---: | ---: | ---: |"));
+    assert!(md.contains("| threads | 2.60 ms | 385 Melem/s | 1.30x | 0.65x |"), "{md}");
+    assert!(md.contains("| serial | 1000 KiB | - | 879 MiB | 900.00x | 64 | 250 ms |"), "{md}");
+    assert!(
+        md.contains("| threads | 2.00 MiB | 2.05 MiB | 2.10 MiB | 1.05x | 64 | 250 ms |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn svg_has_a_panel_per_group_and_a_bar_per_row() {
+    let dir = TempDir::new("svg");
+    let svg = svg(&fake_report(&dir.0));
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    // Background plus one bar per measurement.
+    assert_eq!(svg.matches("<rect").count(), 1 + 8);
+    assert!(svg.contains("W1: median time / rayon"));
+    assert!(svg.contains("W5: median time (no rayon row)"));
+    assert!(svg.contains(">1.30x<"));
+    assert!(svg.contains("threads:plugin"));
+    assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    // Every opened tag is closed or self-closing (a cheap well-formedness check).
+    let opened = svg.matches("<text").count() + svg.matches("<rect").count();
+    let closed =
+        svg.matches("</text>").count() + svg.matches("</rect>").count() + svg.matches("/>").count();
+    assert_eq!(opened + svg.matches("<line").count(), closed);
+
+    let empty = Report { machine: machine(), measurements: vec![], memory: vec![], notes: vec![] };
+    assert!(super::svg(&empty).contains("no benchmark results"));
+}
+
+#[test]
+fn json_holds_every_number() {
+    let dir = TempDir::new("json");
+    let report = fake_report(&dir.0);
+    let value: Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(value["machine"]["nproc"], 2);
+    let benchmarks = value["benchmarks"].as_array().unwrap();
+    assert_eq!(benchmarks.len(), 8);
+    let threads =
+        benchmarks.iter().find(|b| b["group"] == "W1" && b["implementation"] == "threads").unwrap();
+    assert_eq!(threads["median_ns"], 2.6e6);
+    assert_eq!(threads["ratio_to_rayon"], 1.3);
+    assert_eq!(threads["throughput_per_iteration"]["elements"], 1_000_000);
+    let per_second = threads["throughput_per_second"].as_f64().unwrap();
+    assert!((per_second - 1e6 / 2.6e-3).abs() < 1.0, "{per_second}");
+    assert_eq!(value["memory"].as_array().unwrap().len(), 5);
+    assert_eq!(value["memory_growth"][1]["backend"], "threads");
+    assert_eq!(value["memory_growth"][1]["to_items"], 10_000_000);
+}
+
+#[test]
+fn parses_the_memory_probe_line() {
+    let out = "warming up\n{\"backend\": \"threads\", \"items\": 1000000, \"peak_rss_kib\": 5120, \"pulled_before_first\": 16, \"seconds\": 0.5}\n";
+    let probe = parse_memory_probe(out, "x", 1).unwrap();
+    assert_eq!(
+        probe,
+        MemoryProbe {
+            backend: "threads".to_owned(),
+            items: 1_000_000,
+            peak_rss_kib: 5120,
+            pulled_before_first: Some(16),
+            seconds: Some(0.5),
+        }
+    );
+    let sparse = parse_memory_probe(r#"{"peak_rss_kib": 10.0}"#, "serial", 100).unwrap();
+    assert_eq!((sparse.backend.as_str(), sparse.items, sparse.peak_rss_kib), ("serial", 100, 10));
+    assert!(parse_memory_probe("nothing here\n{\"items\": 3}", "serial", 1).is_err());
+    assert!(parse_memory_probe(r#"{"peak_rss_kib": "big"}"#, "serial", 1).is_err());
+}
+
+#[test]
+fn formats_numbers() {
+    assert_eq!(human_time(950.0), "950 ns");
+    assert_eq!(human_time(1_234.0), "1.23 µs");
+    assert_eq!(human_time(12_345_678.0), "12.3 ms");
+    assert_eq!(human_time(2.5e9), "2.50 s");
+    assert_eq!(ratio(Some(1.234)), "1.23x");
+    assert_eq!(ratio(None), "-");
+    assert_eq!(items_label(100_000), "10^5");
+    assert_eq!(items_label(10), "10^1");
+    assert_eq!(items_label(1), "1");
+    assert_eq!(items_label(300), "300");
+    assert_eq!(human_kib(1023), "1023 KiB");
+    assert_eq!(human_kib(1536), "1.50 MiB");
+    assert_eq!(human_kib(3 * 1024 * 1024), "3.00 GiB");
+    let bits = Measurement {
+        group: "g".into(),
+        implementation: "i".into(),
+        median_ns: 1e9,
+        mean_ns: None,
+        throughput: Some(Throughput::Bits(8_000_000)),
+    };
+    assert_eq!(human_throughput(&bits).as_deref(), Some("8.00 Mbit/s"));
+}
+
+#[test]
+fn formats_dates() {
+    let at = |secs| utc_date(UNIX_EPOCH + Duration::from_secs(secs));
+    assert_eq!(at(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(at(951_782_400), "2000-02-29 00:00:00 UTC");
+    assert_eq!(at(1_767_323_045), "2026-01-02 03:04:05 UTC");
+}
+
+#[test]
+fn parses_criterion_throughput_forms() {
+    let parse = |text: &str| parse_throughput(&serde_json::from_str(text).unwrap());
+    assert_eq!(parse(r#"{"Elements": 5}"#), Some(Throughput::Elements(5)));
+    assert_eq!(parse(r#"{"BytesDecimal": 7}"#), Some(Throughput::Bytes(7)));
+    assert_eq!(
+        parse(r#"{"ElementsAndBytes": {"elements": 3, "bytes": 9}}"#),
+        Some(Throughput::Elements(3))
+    );
+    assert_eq!(parse(r#"{"Furlongs": 1}"#), None);
+    assert_eq!(parse("null"), None);
+}
