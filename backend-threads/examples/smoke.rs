@@ -1,26 +1,45 @@
+//! A quick look at speed: W1 (map x*x over 10^6 items) against rayon, and
+//! the submit-to-result round trip. `cargo xtask bench` is the real suite.
+use rayon::prelude::*;
 use shoal_core::Pool;
 use shoal_threads::Threads;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+fn best(mut f: impl FnMut()) -> Duration {
+    (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
 
 fn main() {
     let pool = Pool::builder().workers(2).build(Threads::new()).unwrap();
-    let v = pool.map(0..10u64, |x| x * x).unwrap();
-    println!("{v:?}");
-    let h = pool.submit(|| 42).unwrap();
-    println!("{:?}", h.wait());
+    let rp = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let input: Vec<u64> = (0..1_000_000).collect();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let out = pool.map(input.clone(), |x| x * x).unwrap();
-        println!("map 1e6: {:?} {}", t.elapsed(), out.len());
-    }
-    let t = Instant::now();
-    let mut n = 0;
-    for _ in 0..10000 {
-        n += pool.submit(|| 1).unwrap().wait().unwrap();
-    }
-    println!("roundtrip: {:?}/task ({n})", t.elapsed() / 10000);
-    let c: usize = pool.imap(0..100_000u64, |x| x + 1).map(|r| r.unwrap() as usize).count();
-    println!("imap {c}");
-    println!("{}", pool.insights());
+    let r = best(|| {
+        let v: Vec<u64> = rp.install(|| input.par_iter().map(|&x| x * x).collect());
+        assert_eq!(v.len(), 1_000_000);
+    });
+    let s = best(|| {
+        let v = pool.map_slice(&input, |&x| x * x).unwrap();
+        assert_eq!(v.len(), 1_000_000);
+    });
+    let o = best(|| {
+        let v = pool.map(input.clone(), |x| x * x).unwrap();
+        assert_eq!(v.len(), 1_000_000);
+    });
+    println!("W1 rayon {r:?}  map_slice {s:?} ({:.2}x)  map(clone) {o:?} ({:.2}x)", s.as_secs_f64() / r.as_secs_f64(), o.as_secs_f64() / r.as_secs_f64());
+    let mut times: Vec<Duration> = (0..20000)
+        .map(|_| {
+            let t = Instant::now();
+            pool.submit(|| ()).unwrap().wait().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!("roundtrip median {:?} p90 {:?}", times[times.len() / 2], times[times.len() * 9 / 10]);
 }

@@ -147,7 +147,7 @@ fn run_worker(spec: WorkerSpec, rx: Receiver<Cmd>, shared: Arc<Shared>, pin: Opt
         return;
     }
     shared.reports.report(WorkerReport::Ready(id));
-    while let Ok(cmd) = rx.recv() {
+    while let Ok(cmd) = shoal_core::wait::recv(&rx, None) {
         let Cmd::Job(job) = cmd else { break };
         let task = job.task;
         let outcome = rt.run(job);

@@ -35,6 +35,8 @@ pub mod worker;
 #[cfg(feature = "native")]
 mod pool;
 #[cfg(feature = "native")]
+pub use pool::wait;
+#[cfg(feature = "native")]
 pub use pool::{
     BatchBuilder, BatchId, Imap, MapUnordered, Message, Messages, Pool, PoolBuilder, PoolEvent,
     Scope, ScopedHandle, TaskHandle,

@@ -47,7 +47,7 @@ struct Rng(u64);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5eed_0f_5h0a1_u64.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        Rng(seed)
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -173,7 +173,12 @@ struct Stats {
     start_failures: u64,
     crashes: u64,
     ticks: u64,
+    /// Ticks that timed out more than one task.
+    multi_timeout_ticks: u64,
     suspended_checks: u64,
+    /// FNV-1a over every command and its time: two runs of one case must
+    /// agree on it.
+    trace: u64,
 }
 
 impl Stats {
@@ -198,7 +203,17 @@ impl Stats {
         self.start_failures += o.start_failures;
         self.crashes += o.crashes;
         self.ticks += o.ticks;
+        self.multi_timeout_ticks += o.multi_timeout_ticks;
         self.suspended_checks += o.suspended_checks;
+        self.trace = self.trace.rotate_left(5) ^ o.trace;
+    }
+
+    fn record(&mut self, now: u64, cmd: &Command) {
+        let mut h = if self.trace == 0 { 0xcbf2_9ce4_8422_2325 } else { self.trace };
+        for b in format!("{now} {cmd:?}").bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.trace = h;
     }
 }
 
@@ -280,6 +295,7 @@ impl Sim {
     fn settle(&mut self) {
         while let Some(cmd) = self.s.poll_command() {
             assert_eq!(self.drained, 0, "{}: {cmd:?} after Drained", self.name);
+            self.stats.record(self.now, &cmd);
             self.carry_out(cmd);
         }
         self.just_done = None;
@@ -321,8 +337,14 @@ impl Sim {
                     "{name}: (e) {worker} got {task} while busy"
                 );
                 let tk = self.tasks.get_mut(&task).expect("dispatch of an unknown task");
-                assert!(tk.accepted && tk.finishes == 0, "{name}: {task} dispatched after it ended");
-                assert_eq!(tk.on, None, "{name}: (e) {task} dispatched to {worker} while on a worker");
+                assert!(
+                    tk.accepted && tk.finishes == 0,
+                    "{name}: {task} dispatched after it ended"
+                );
+                assert_eq!(
+                    tk.on, None,
+                    "{name}: (e) {task} dispatched to {worker} while on a worker"
+                );
                 assert_eq!(attempt, tk.dispatches + 1, "{name}: {task} attempt number");
                 assert!(attempt <= tk.options.retries + 1, "{name}: {task} retried too often");
                 tk.dispatches = attempt;
@@ -332,7 +354,8 @@ impl Sim {
                 self.stats.dispatches += 1;
                 self.stats.retries += u64::from(attempt > 1);
                 let base = tk.duration;
-                let dur = if self.knobs.jitter { self.rng.range(base / 2, base * 3 / 2) } else { base };
+                let dur =
+                    if self.knobs.jitter { self.rng.range(base / 2, base * 3 / 2) } else { base };
                 let ok = !self.rng.chance(self.knobs.p_task_fail);
                 self.at(now + dur, Ev::Complete { worker, task, attempt, ok });
                 if self.rng.chance(self.knobs.p_crash_busy) {
@@ -341,6 +364,7 @@ impl Sim {
                 }
             }
             Command::StopWorker(w, reason) => {
+                let live = self.workers.values().filter(|w| w.phase != Phase::Leaving).count();
                 let wk = self.workers.get_mut(&w).expect("stop of an unknown worker");
                 assert_ne!(wk.phase, Phase::Leaving, "{name}: {w} stopped twice");
                 assert!(
@@ -355,10 +379,15 @@ impl Sim {
                     StopReason::Idle => {
                         assert_eq!(wk.phase, Phase::Up, "{name}: idle stop of a starting worker");
                         assert_ne!(self.s.lifecycle(), Lifecycle::Stopped);
+                        assert!(live > self.cfg.min, "{name}: idle stop below min");
                         self.stats.stops_idle += 1;
                     }
                     StopReason::Shutdown => {
-                        assert_eq!(self.s.lifecycle(), Lifecycle::Stopped, "{name}: early shutdown");
+                        assert_eq!(
+                            self.s.lifecycle(),
+                            Lifecycle::Stopped,
+                            "{name}: early shutdown"
+                        );
                         self.stats.stops_shutdown += 1;
                     }
                 }
@@ -397,7 +426,7 @@ impl Sim {
                     }
                     Err(e) if e.is_broken() => {
                         assert!(broken, "{name}: Broken before the pool broke");
-                        assert_eq!(tk.dispatches, 0, "{name}: a dispatched task failed Broken");
+                        // Queued (maybe a retry) when the pool broke.
                         self.stats.broken_tasks += 1;
                     }
                     Err(e) => {
@@ -454,7 +483,7 @@ impl Sim {
             } else {
                 for (w, wk) in &self.workers {
                     assert!(
-                        !(wk.phase == Phase::Up && !self.assigned.contains_key(w)),
+                        wk.phase != Phase::Up || self.assigned.contains_key(w),
                         "{name} t={}us: (b) {w} idle while {} tasks are queued",
                         self.now,
                         s.queued_tasks()
@@ -478,17 +507,19 @@ impl Sim {
             s.queued_tasks() + self.assigned.len(),
             "{name}: pending != queued + running"
         );
-        if let Some(d) = s.next_deadline() {
-            // A deadline is never left behind after a tick (no busy loop).
-            assert!(to_us(d) + 1 >= self.now || self.stats.ticks == 0, "{name}: stale deadline");
-        }
     }
 
     fn submit_now(&mut self, task: TaskId) {
         let open = self.s.lifecycle() == Lifecycle::Open;
         let options = self.tasks[&task].options;
         let accepted = self.s.submit(task, options, us(self.now));
-        assert_eq!(accepted, open, "{}: submit of {task} while {:?}", self.name, self.s.lifecycle());
+        assert_eq!(
+            accepted,
+            open,
+            "{}: submit of {task} while {:?}",
+            self.name,
+            self.s.lifecycle()
+        );
         self.tasks.get_mut(&task).expect("declared").accepted = accepted;
         if accepted {
             self.stats.tasks += 1;
@@ -562,7 +593,7 @@ impl Sim {
             Ev::Cancel(task) => {
                 let tk = self.tasks.get_mut(&task).expect("known task");
                 let pending = tk.accepted && tk.finishes == 0;
-                tk.cancel_requested = true;
+                tk.cancel_requested |= pending;
                 let cancelled = self.s.cancel(task, now);
                 assert_eq!(cancelled, pending, "{}: cancel({task})", self.name);
                 self.settle();
@@ -611,8 +642,10 @@ impl Sim {
                 (Some(t), e) if e.is_none_or(|e| t <= e) => {
                     self.now = self.now.max(t);
                     self.stats.ticks += 1;
+                    let kills = self.stats.kills;
                     self.s.tick(us(self.now));
                     self.settle();
+                    self.stats.multi_timeout_ticks += u64::from(self.stats.kills > kills + 1);
                     if let Some(d) = self.s.next_deadline() {
                         assert!(to_us(d) > self.now, "{}: tick left a due deadline", self.name);
                     }
@@ -661,8 +694,12 @@ fn random_case(seed: u64) -> Stats {
         max_start_failures: rng.range(1, 4) as u32,
     };
     let harsh = rng.chance(0.1);
+    // Lockstep cases: whole-millisecond durations, one timeout for all timed
+    // tasks and no start delay, so events coincide (several timeouts in one
+    // tick, a result at the very deadline, ...).
+    let lockstep = rng.chance(0.3);
     let knobs = Knobs {
-        start_delay: (0, rng.range(0, 5 * MS)),
+        start_delay: (0, if lockstep { 0 } else { rng.range(0, 5 * MS) }),
         p_start_fail: if harsh {
             0.6
         } else if rng.chance(0.4) {
@@ -673,25 +710,35 @@ fn random_case(seed: u64) -> Stats {
         p_crash_busy: [0.0, 0.02, 0.1, 0.3][rng.range(0, 3) as usize],
         p_crash_any: [0.0, 0.05, 0.2][rng.range(0, 2) as usize],
         p_task_fail: [0.0, 0.05, 0.2][rng.range(0, 2) as usize],
-        jitter: rng.chance(0.7),
+        jitter: !lockstep && rng.chance(0.7),
         exit_delay: rng.range(0, 2 * MS),
     };
     let name = format!("case {seed} ({cfg:?}, {knobs:?})");
     let mut sim = Sim::new(name, cfg, knobs, rng.next_u64());
 
     // Bursts of submits at random times; some may come after close.
+    let case_timeout = rng.range(1, 10) * MS;
     let mut next_id = 0u64;
-    let bursts = rng.range(1, 6);
-    for _ in 0..bursts {
+    let mut last_burst = 0;
+    for _ in 0..rng.range(1, 6) {
         let at = rng.range(0, 100 * MS);
+        last_burst = last_burst.max(at);
         for _ in 0..rng.range(1, 20) {
             let id = TaskId(next_id);
             next_id += 1;
             let options = TaskOptions {
-                timeout: if rng.chance(0.3) { Some(us(rng.range(1, 15) * MS)) } else { None },
+                timeout: match (rng.chance(0.3), lockstep) {
+                    (false, _) => None,
+                    (true, false) => Some(us(rng.range(1, 15) * MS)),
+                    (true, true) => Some(us(case_timeout)),
+                },
                 retries: if rng.chance(0.5) { rng.range(0, 3) as u32 } else { 0 },
             };
-            let duration = if rng.chance(0.1) { 0 } else { rng.range(1, 10 * MS) };
+            let duration = match (rng.chance(0.1), lockstep) {
+                (true, _) => 0,
+                (false, false) => rng.range(1, 10 * MS),
+                (false, true) => rng.range(1, 10) * MS,
+            };
             sim.add_task(id, options, duration);
             sim.at(at, Ev::Submit(id));
             if rng.chance(0.1) {
@@ -706,7 +753,9 @@ fn random_case(seed: u64) -> Stats {
         sim.at(from, Ev::Suspend);
         sim.at(from + rng.range(0, 30 * MS), Ev::Resume);
     }
-    let close_at = rng.range(0, 150 * MS);
+    // Mostly after the last burst; sometimes earlier, refusing later submits.
+    let close_at =
+        if rng.chance(0.7) { last_burst + rng.range(0, 50 * MS) } else { rng.range(0, 150 * MS) };
     sim.at(close_at, Ev::Close);
     if rng.chance(0.15) {
         sim.at(rng.range(0, 200 * MS), Ev::Terminate);
@@ -745,6 +794,7 @@ fn random_mixes_keep_every_invariant() {
         ("start failures", s.start_failures),
         ("crashes", s.crashes),
         ("ticks", s.ticks),
+        ("ticks timing out several tasks", s.multi_timeout_ticks),
         ("checks while suspended", s.suspended_checks),
     ] {
         assert!(n > 0, "no {what} in {CASES} cases: {total:#?}");
@@ -753,9 +803,11 @@ fn random_mixes_keep_every_invariant() {
 
 #[test]
 fn random_mixes_are_deterministic() {
-    for seed in [3, 77, 401] {
-        let a = format!("{:?}", random_case(seed));
-        let b = format!("{:?}", random_case(seed));
+    // Each run builds new hash maps with new random keys: the commands must
+    // not depend on them.
+    for seed in 0..100 {
+        let a = random_case(seed).trace;
+        let b = random_case(seed).trace;
         assert_eq!(a, b, "case {seed} replays differently");
     }
 }

@@ -179,10 +179,35 @@ impl<'p> BatchBuilder<'p> {
         engine.wait_release = true;
         engine.run_ordered()
     }
+
+    /// Like [`Pool::map_slice`], with these options.
+    pub fn map_slice<T, R, F>(self, items: &[T], f: F) -> Result<Vec<R>, BatchError>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(&T) -> R + Send + Sync,
+    {
+        if let Some(e) = self.invalid {
+            return Err(BatchError::InvalidOption(e));
+        }
+        let workers = self.pool.inner.config.max;
+        let chunker = match self.chunksize {
+            Some(n) => Chunker::fixed(n),
+            None => Chunker::automatic(workers),
+        };
+        super::slice::SliceMap {
+            inner: self.pool.inner.clone(),
+            chunker,
+            max_in_flight: self.max_in_flight.unwrap_or(2 * workers),
+            timeout: self.task_timeout,
+            bar: self.progress_bar.then(|| Bar::new(Some(items.len()))),
+        }
+        .run(items, f)
+    }
 }
 
 /// What a chunk sends back.
-enum ChunkMsg<R> {
+pub(super) enum ChunkMsg<R> {
     /// The chunk ran. `values` holds the results of the items that did not
     /// panic, in order; `errors` the offsets (within the chunk) that did.
     Ran { task: TaskId, start: usize, len: usize, values: Vec<R>, errors: Vec<(usize, TaskError)>, elapsed: Duration },
@@ -193,7 +218,7 @@ enum ChunkMsg<R> {
 
 /// The chunk's terminal: whoever ends it first (the worker by running it,
 /// the driver by failing it) sends the one message.
-struct ChunkEnd<R> {
+pub(super) struct ChunkEnd<R> {
     task: std::sync::OnceLock<TaskId>,
     start: usize,
     len: usize,
@@ -204,7 +229,23 @@ struct ChunkEnd<R> {
 }
 
 impl<R> ChunkEnd<R> {
-    fn end(&self, msg: impl FnOnce(TaskId) -> ChunkMsg<R>) {
+    pub(super) fn new(start: usize, len: usize, tx: Sender<ChunkMsg<R>>, alive: Arc<AtomicUsize>) -> Arc<Self> {
+        alive.fetch_add(1, Ordering::AcqRel);
+        Arc::new(ChunkEnd {
+            task: std::sync::OnceLock::new(),
+            start,
+            len,
+            ended: AtomicBool::new(false),
+            tx,
+            alive,
+        })
+    }
+
+    pub(super) fn set_task(&self, id: TaskId) {
+        let _ = self.task.set(id);
+    }
+
+    pub(super) fn end(&self, msg: impl FnOnce(TaskId) -> ChunkMsg<R>) {
         if !self.ended.swap(true, Ordering::AcqRel) {
             let task = self.task.get().copied().unwrap_or(TaskId(u64::MAX));
             let _ = self.tx.send(msg(task));
@@ -239,7 +280,7 @@ impl<R: Send> TaskEnd for ChunkEnd<R> {
 /// The caller must not let anything the closure or the terminal borrows
 /// die before every terminal was dropped (`alive` reached zero): the
 /// scoped batch waits for that; unscoped batches only erase `'static`.
-unsafe fn erase<'a, R: Send + 'a>(
+pub(super) unsafe fn erase<'a, R: Send + 'a>(
     work: Box<dyn FnOnce() + Send + 'a>,
     end: Arc<ChunkEnd<R>>,
 ) -> (LocalWork, Arc<dyn TaskEnd>) {
@@ -254,12 +295,12 @@ unsafe fn erase<'a, R: Send + 'a>(
     }
 }
 
-struct Bar {
-    bar: indicatif::ProgressBar,
+pub(super) struct Bar {
+    pub(super) bar: indicatif::ProgressBar,
 }
 
 impl Bar {
-    fn new(total: Option<usize>) -> Self {
+    pub(super) fn new(total: Option<usize>) -> Self {
         let bar = match total {
             Some(n) => indicatif::ProgressBar::new(n as u64),
             None => indicatif::ProgressBar::no_length(),
@@ -373,15 +414,7 @@ where
             self.stop_feeding = true;
             return;
         };
-        self.alive.fetch_add(1, Ordering::AcqRel);
-        let end = Arc::new(ChunkEnd {
-            task: std::sync::OnceLock::new(),
-            start,
-            len,
-            ended: AtomicBool::new(false),
-            tx: self.tx.clone(),
-            alive: self.alive.clone(),
-        });
+        let end = ChunkEnd::new(start, len, self.tx.clone(), self.alive.clone());
         let producer = end.clone();
         let f = self.f.clone();
         let work = Box::new(move || {
@@ -412,7 +445,7 @@ where
         let (work, end_dyn) = unsafe { erase(work, end.clone()) };
         let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
         let id = self.inner.send_task(&open, options, end_dyn, WorkSource::Once(Some(work)));
-        let _ = end.task.set(id);
+        end.set_task(id);
         self.in_flight.insert(id);
     }
 

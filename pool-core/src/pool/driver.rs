@@ -124,6 +124,7 @@ pub(crate) struct Driver {
     stats: StatsBook,
     events: Arc<EventHub>,
     drained: Arc<Latch>,
+    final_insights: Arc<Mutex<Option<Insights>>>,
 }
 
 /// Creates the channel and the link to it.
@@ -142,6 +143,7 @@ impl Driver {
         hooks: Hooks,
         events: Arc<EventHub>,
         drained: Arc<Latch>,
+        final_insights: Arc<Mutex<Option<Insights>>>,
     ) -> Self {
         Driver {
             sched,
@@ -155,6 +157,7 @@ impl Driver {
             stats: StatsBook::default(),
             events,
             drained,
+            final_insights,
         }
     }
 
@@ -168,16 +171,11 @@ impl Driver {
         self.sched.start(now);
         self.run_commands();
         while !self.drained.is_set() {
-            let msg = match self.sched.next_deadline() {
-                Some(d) => match self.rx.recv_deadline(self.start + d) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                },
+            let deadline = self.sched.next_deadline().map(|d| self.start + d);
+            let msg = match super::wait::recv(&self.rx, deadline) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Some(m) = msg {
                 self.handle(m);
@@ -316,7 +314,11 @@ impl Driver {
                 self.stats.gone(*w, now);
                 self.workers.remove(w);
             }
-            SchedEvent::Drained => self.drained.set(),
+            SchedEvent::Drained => {
+                *self.final_insights.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(self.stats.snapshot(now));
+                self.drained.set()
+            }
             SchedEvent::TaskStarted(..) | SchedEvent::Broken(_) => {}
         }
         self.events.emit(|| PoolEvent::from(e));

@@ -150,8 +150,6 @@ impl<R> std::fmt::Debug for TaskHandle<R> {
     }
 }
 
-const SPINS: u32 = 200;
-
 impl<R> TaskHandle<R> {
     pub(crate) fn new(id: TaskId, cell: Arc<TaskCell<R>>, link: DriverLink) -> Self {
         TaskHandle { id, cell, link }
@@ -194,11 +192,8 @@ impl<R> TaskHandle<R> {
     }
 
     fn wait_until(self, deadline: Option<Instant>) -> Result<Result<R, TaskError>, Self> {
-        for _ in 0..SPINS {
-            if self.is_finished() {
-                return Ok(self.take_outcome());
-            }
-            std::hint::spin_loop();
+        if super::wait::spin_until(|| self.is_finished()) {
+            return Ok(self.take_outcome());
         }
         {
             let mut s = self.cell.lock();

@@ -7,6 +7,8 @@ pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod scope;
+mod slice;
+pub mod wait;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -167,6 +169,7 @@ impl PoolBuilder {
         let (link, tx, rx) = driver::channel();
         let events = Arc::new(events::EventHub::default());
         let drained = Arc::new(Latch::default());
+        let final_insights = Arc::new(Mutex::new(None));
         let accepts_local = backend.accepts(WorkKind::Local);
         let backend_name = backend.name().to_string();
         let hooks = Hooks { init: self.init, exit: self.exit };
@@ -178,6 +181,7 @@ impl PoolBuilder {
             hooks,
             events.clone(),
             drained.clone(),
+            final_insights.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("shoal-dispatcher".into())
@@ -191,6 +195,7 @@ impl PoolBuilder {
                 next_batch: AtomicU64::new(0),
                 events,
                 drained,
+                final_insights,
                 dispatcher: Mutex::new(Some(thread)),
                 config,
                 task_timeout: self.task_timeout,
@@ -211,6 +216,8 @@ pub(crate) struct Inner {
     next_batch: AtomicU64,
     events: Arc<events::EventHub>,
     drained: Arc<Latch>,
+    /// The insights as the pool drained, for `insights` after `join`.
+    final_insights: Arc<Mutex<Option<Insights>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     config: Config,
     task_timeout: Option<Duration>,
@@ -391,6 +398,19 @@ impl Pool {
         self.batch().map(items, f)
     }
 
+    /// Applies `f` to every item of a borrowed slice and returns the
+    /// results in order, without copying items or results (rayon's
+    /// `par_iter().map().collect()`). Returns once every chunk was released;
+    /// a chunk whose thread was detached by a timeout is waited for.
+    pub fn map_slice<T, R, F>(&self, items: &[T], f: F) -> Result<Vec<R>, BatchError>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(&T) -> R + Send + Sync,
+    {
+        self.batch().map_slice(items, f)
+    }
+
     /// Applies `f` to every item lazily; yields `(index, result)` in
     /// completion order. At most a bounded number of items is in flight.
     pub fn map_unordered<I, T, R, F>(&self, items: I, f: F) -> MapUnordered<I::IntoIter, F, R>
@@ -465,8 +485,15 @@ impl Pool {
         self.inner.events.subscribe()
     }
 
-    /// Per-worker statistics as of now; `Display` prints the table.
+    /// Per-worker statistics as of now (after `join`: as the pool
+    /// drained); `Display` prints the table. Worker reports travel
+    /// separately from results, so right after a `wait` the last task may
+    /// not be counted yet; after `close` + `join` every task is.
     pub fn insights(&self) -> Insights {
+        if self.inner.drained.is_set() {
+            let fin = self.inner.final_insights.lock().unwrap_or_else(|e| e.into_inner());
+            return fin.clone().unwrap_or_default();
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.link.send(Msg::Insights(tx));
         rx.recv().unwrap_or_default()

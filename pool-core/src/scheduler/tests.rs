@@ -193,7 +193,8 @@ fn grows_only_as_many_workers_as_tasks_wait() {
 
 #[test]
 fn start_brings_up_min_workers_and_min_is_kept() {
-    let mut s = Scheduler::new(Config { min: 2, max: 4, idle_timeout: ms(10), ..Config::default() });
+    let mut s =
+        Scheduler::new(Config { min: 2, max: 4, idle_timeout: ms(10), ..Config::default() });
     s.start(T0);
     assert_eq!(drain(&mut s), vec![Command::StartWorker(w(0)), Command::StartWorker(w(1))]);
     s.worker_ready(w(0), T0);
@@ -271,7 +272,10 @@ fn lifespan_stops_the_worker_and_starts_a_replacement() {
         ]
     );
     s.worker_exited(w(0), None, ExitCause::Stopped, ms(3));
-    assert_eq!(drain(&mut s), vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Stopped))]);
+    assert_eq!(
+        drain(&mut s),
+        vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Stopped))]
+    );
     s.worker_ready(w(1), ms(4));
     assert_eq!(
         drain(&mut s),
@@ -558,7 +562,10 @@ fn cancel_running_task_kills_its_worker() {
     s.task_done(w(0), t(1), ms(2));
     assert_eq!(drain(&mut s), vec![], "late result after cancel ignored");
     s.worker_exited(w(0), None, ExitCause::Killed, ms(3));
-    assert_eq!(drain(&mut s), vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Killed))]);
+    assert_eq!(
+        drain(&mut s),
+        vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Killed))]
+    );
     assert!(!s.cancel(t(1), ms(4)));
     assert!(!s.cancel(t(99), ms(4)), "unknown task");
     assert_eq!(s.pending_tasks(), 0);
@@ -613,7 +620,10 @@ fn close_finishes_tasks_then_stops_workers_then_drains() {
     );
     assert_eq!(s.lifecycle(), Lifecycle::Stopped);
     s.worker_exited(w(0), None, ExitCause::Stopped, ms(5));
-    assert_eq!(drain(&mut s), vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Stopped))]);
+    assert_eq!(
+        drain(&mut s),
+        vec![Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Stopped))]
+    );
     s.worker_exited(w(1), None, ExitCause::Stopped, ms(6));
     assert_eq!(
         drain(&mut s),
@@ -776,7 +786,9 @@ fn worker_exit_while_starting_is_a_start_failure() {
     s.submit(t(1), TaskOptions::default(), T0);
     s.worker_exited(w(0), None, ExitCause::Code(3), ms(1));
     let cmds = drain(&mut s);
-    assert!(matches!(cmds[0], Command::Event(SchedEvent::WorkerStartFailed(w, _)) if w == WorkerId(0)));
+    assert!(
+        matches!(cmds[0], Command::Event(SchedEvent::WorkerStartFailed(w, _)) if w == WorkerId(0))
+    );
     assert!(matches!(cmds[1], Command::Event(SchedEvent::Broken(_))));
     assert!(matches!(&cmds[2], Command::Finish(t, Err(e)) if *t == TaskId(1) && e.is_broken()));
     assert_eq!(cmds[3], Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Code(3))));

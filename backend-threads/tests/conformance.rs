@@ -1,0 +1,10 @@
+//! The pool's conformance suite on the statically linked threads backend.
+
+use shoal_core::backend::Backend;
+use shoal_threads::Threads;
+
+fn make() -> Box<dyn Backend> {
+    Box::new(Threads::new())
+}
+
+shoal_core::conformance_tests!(make);
