@@ -54,3 +54,8 @@ pub use error::{
 pub use ids::{TaskId, Time, WorkerId};
 pub use scheduler::TaskOptions;
 pub use stats::{Insights, WorkerInsight};
+
+/// The README's Rust code, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

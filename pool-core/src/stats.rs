@@ -141,10 +141,8 @@ impl StatsBook {
     /// The worker's task ended.
     pub fn task_ended(&mut self, worker: WorkerId, now: Time) {
         let busy = self.rows.get(&worker).is_some_and(|r| r.phase == Phase::Busy);
-        if busy {
-            if let Some(i) = self.switch(worker, Phase::Idle, now) {
-                i.tasks += 1;
-            }
+        if busy && let Some(i) = self.switch(worker, Phase::Idle, now) {
+            i.tasks += 1;
         }
     }
     /// The worker is gone.

@@ -197,10 +197,10 @@ impl Driver {
             Msg::Submit(s) => {
                 let id = s.id;
                 self.tasks.insert(id, TaskEntry { work: s.work, end: s.end });
-                if !self.sched.submit(id, s.options, now) {
-                    if let Some(e) = self.tasks.remove(&id) {
-                        e.end.fail(crate::error::TaskError::cancelled());
-                    }
+                if !self.sched.submit(id, s.options, now)
+                    && let Some(e) = self.tasks.remove(&id)
+                {
+                    e.end.fail(crate::error::TaskError::cancelled());
                 }
             }
             Msg::Cancel(t) => {
@@ -267,10 +267,10 @@ impl Driver {
                     }
                 }
                 Command::Finish(t, outcome) => {
-                    if let Some(entry) = self.tasks.remove(&t) {
-                        if let Err(e) = &outcome {
-                            entry.end.fail(e.clone());
-                        }
+                    if let Some(entry) = self.tasks.remove(&t)
+                        && let Err(e) = &outcome
+                    {
+                        entry.end.fail(e.clone());
                     }
                     self.events.emit(|| PoolEvent::TaskFinished { task: t, ok: outcome.is_ok() });
                 }

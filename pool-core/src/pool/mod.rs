@@ -270,8 +270,10 @@ impl Inner {
 /// A pool of workers on one backend.
 ///
 /// ```
-/// # use shoal_core::{Pool, testkit::InlineThreads};
-/// let pool = Pool::builder().workers(2).build(InlineThreads::default()).unwrap();
+/// use shoal_core::Pool;
+/// use shoal_threads::Threads;
+///
+/// let pool = Pool::builder().workers(2).build(Threads::new()).unwrap();
 /// let squares = pool.map(0..10u64, |x| x * x).unwrap();
 /// assert_eq!(squares[9], 81);
 /// let handle = pool.submit(|| "done").unwrap();

@@ -22,7 +22,7 @@ pub fn recv<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTim
             Err(TryRecvError::Empty) => {}
         }
         i += 1;
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             let now = Instant::now();
             if now - start >= SPIN || deadline.is_some_and(|d| now >= d) {
                 break;
@@ -47,7 +47,7 @@ pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
             return true;
         }
         i += 1;
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             if start.elapsed() >= SPIN {
                 return done();
             }

@@ -63,8 +63,11 @@ fn finish<R>(h: crate::TaskHandle<R>) -> Result<R, crate::TaskError> {
     }
 }
 
+/// A named check.
+pub type Check = (&'static str, fn(MakeBackend));
+
 /// Every check, by name.
-pub const CHECKS: &[(&str, fn(MakeBackend))] = &[
+pub const CHECKS: &[Check] = &[
     ("submit_returns_result", submit_returns_result),
     ("message_stream_in_order", message_stream_in_order),
     ("wait_timeout_hands_handle_back", wait_timeout_hands_handle_back),
@@ -561,9 +564,9 @@ pub fn grows_to_max_and_shrinks_to_min(make: MakeBackend) {
     }
     let mut down = 0;
     while down < 2 {
-        match events.recv_timeout(LIMIT).expect("idle workers stop") {
-            PoolEvent::WorkerDown { .. } => down += 1,
-            _ => {}
+        if let PoolEvent::WorkerDown { .. } = events.recv_timeout(LIMIT).expect("idle workers stop")
+        {
+            down += 1;
         }
     }
     assert_eq!(pool.live_workers(), 1);
@@ -588,11 +591,11 @@ pub fn pool_events(make: MakeBackend) {
     assert_eq!(indices, (0..10).collect::<Vec<_>>());
     let last_progress = all
         .iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             PoolEvent::BatchProgress { fraction, .. } => *fraction,
             _ => None,
-        })
-        .last();
+        });
     assert_eq!(last_progress, Some(1.0));
     assert!(all.iter().any(|e| matches!(e, PoolEvent::BatchFinished(_))));
     assert_eq!(all.last(), Some(&PoolEvent::Finished), "{all:?}");
@@ -720,7 +723,8 @@ pub fn drop_waits_for_submitted_tasks(make: MakeBackend) {
     let hs: Vec<_> = (0..50u32).map(|i| pool.submit(move || i).unwrap()).collect();
     drop(pool);
     for (i, h) in hs.into_iter().enumerate() {
-        assert_eq!(h.poll().ok().expect("ended").unwrap(), i as u32);
+        assert!(h.is_finished());
+        assert_eq!(h.wait().unwrap(), i as u32);
     }
 }
 
