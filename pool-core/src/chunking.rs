@@ -3,12 +3,14 @@
 //! Tiny tasks need big chunks (a dispatch costs microseconds), long tasks
 //! need chunks of one (batching them ruins load balance, see W2 in
 //! DESIGN.md). The [`Chunker`] measures the time per item from finished
-//! chunks and sizes the next chunk so that it runs between [`MIN_CHUNK_TIME`]
-//! and [`MAX_CHUNK_TIME`], and, when the number of items left is known, no
-//! bigger than `left / (2 × workers)` (guided self-scheduling: chunks shrink
-//! towards the end so workers finish together). Before the first
-//! measurement, chunks hold one item, so a batch of long tasks is never
-//! batched. An explicit `chunksize` overrides all of this.
+//! chunks and sizes the next chunk so that it runs for at least
+//! [`MIN_CHUNK_TIME`] at the mean item time and at most [`MAX_CHUNK_TIME`] at
+//! the *slowest* item time seen, and, when the number of items left is
+//! known, no bigger than `left / (2 × workers)` (guided self-scheduling:
+//! chunks shrink towards the end so workers finish together). When the two
+//! bounds disagree, the upper one wins: uneven items are not batched. Before
+//! the first measurement, chunks hold one item, so a batch of long tasks is
+//! never batched. An explicit `chunksize` overrides all of this.
 
 use core::time::Duration;
 
@@ -25,17 +27,31 @@ pub struct Chunker {
     cap: usize,
     /// Smoothed nanoseconds per item, once measured.
     per_item_ns: Option<f64>,
+    /// The slowest chunk's nanoseconds per item.
+    slowest_ns: f64,
 }
 
 impl Chunker {
     /// Automatic chunking for a pool of `workers`.
     pub fn automatic(workers: usize) -> Self {
-        Chunker { fixed: None, workers: workers.max(1), cap: usize::MAX, per_item_ns: None }
+        Chunker {
+            fixed: None,
+            workers: workers.max(1),
+            cap: usize::MAX,
+            per_item_ns: None,
+            slowest_ns: 0.0,
+        }
     }
 
     /// Always `chunksize` items (must be at least 1).
     pub fn fixed(chunksize: usize) -> Self {
-        Chunker { fixed: Some(chunksize.max(1)), workers: 1, cap: usize::MAX, per_item_ns: None }
+        Chunker {
+            fixed: Some(chunksize.max(1)),
+            workers: 1,
+            cap: usize::MAX,
+            per_item_ns: None,
+            slowest_ns: 0.0,
+        }
     }
 
     /// Never more than `cap` items per chunk (lazy batches bound their
@@ -56,6 +72,7 @@ impl Chunker {
             return;
         }
         let sample = elapsed.as_nanos() as f64 / items as f64;
+        self.slowest_ns = self.slowest_ns.max(sample);
         self.per_item_ns = Some(match self.per_item_ns {
             None => sample,
             // Weigh by items: a big chunk's measurement is the better one.
@@ -74,8 +91,9 @@ impl Chunker {
             (None, None) => 1,
             (None, Some(ns)) => {
                 let ns = ns.max(0.5);
-                let lo = (MIN_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize;
-                let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize;
+                let slowest = self.slowest_ns.max(ns);
+                let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / slowest).max(1.0) as usize;
+                let lo = ((MIN_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize).min(hi);
                 match left {
                     Some(left) => (left / (2 * self.workers)).clamp(lo, hi),
                     None => hi,
@@ -122,6 +140,18 @@ mod tests {
         // Unknown length: MAX_CHUNK_TIME's worth, bounded by the cap.
         assert_eq!(c.next_size(None), 10_000_000);
         assert_eq!(c.clone().with_cap(4096).next_size(None), 4096);
+    }
+
+    #[test]
+    fn uneven_items_are_not_batched() {
+        // W2: a short job finishes first, then long ones; the slowest item
+        // time bounds the chunk, so long jobs never share a chunk.
+        let mut c = Chunker::automatic(8);
+        c.observe(1, Duration::from_micros(3700));
+        assert_eq!(c.next_size(None), 2, "only a short job seen so far");
+        c.observe(1, Duration::from_millis(40));
+        c.observe(1, Duration::from_micros(100));
+        assert_eq!(c.next_size(None), 1, "the slowest item bounds the chunk");
     }
 
     #[test]
