@@ -32,7 +32,11 @@ fn main() {
         let v = pool.map(input.clone(), |x| x * x).unwrap();
         assert_eq!(v.len(), 1_000_000);
     });
-    println!("W1 rayon {r:?}  map_slice {s:?} ({:.2}x)  map(clone) {o:?} ({:.2}x)", s.as_secs_f64() / r.as_secs_f64(), o.as_secs_f64() / r.as_secs_f64());
+    println!(
+        "W1 rayon {r:?}  map_slice {s:?} ({:.2}x)  map(clone) {o:?} ({:.2}x)",
+        s.as_secs_f64() / r.as_secs_f64(),
+        o.as_secs_f64() / r.as_secs_f64()
+    );
     let mut times: Vec<Duration> = (0..20000)
         .map(|_| {
             let t = Instant::now();

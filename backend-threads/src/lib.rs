@@ -131,12 +131,11 @@ impl Worker for ThreadWorker {
 
 fn run_worker(spec: WorkerSpec, rx: Receiver<Cmd>, shared: Arc<Shared>, pin: Option<usize>) {
     let _guard = ExitGuard(shared.clone());
-    if let Some(i) = pin {
-        if let Some(cores) = core_affinity::get_core_ids() {
-            if !cores.is_empty() {
-                core_affinity::set_for_current(cores[i % cores.len()]);
-            }
-        }
+    if let Some(i) = pin
+        && let Some(cores) = core_affinity::get_core_ids()
+        && !cores.is_empty()
+    {
+        core_affinity::set_for_current(cores[i % cores.len()]);
     }
     let id = spec.id;
     let mut rt = WorkerRuntime::new(spec);

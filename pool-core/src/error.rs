@@ -196,7 +196,9 @@ impl fmt::Display for TaskError {
                 write!(f, " was lost while running the task: {cause}")?;
             }
             TaskErrorKind::Cancelled => f.write_str("task cancelled")?,
-            TaskErrorKind::Serialization { message } => write!(f, "serialization failed: {message}")?,
+            TaskErrorKind::Serialization { message } => {
+                write!(f, "serialization failed: {message}")?
+            }
             TaskErrorKind::Broken { message } => {
                 write!(f, "the pool cannot start workers: {message}")?
             }

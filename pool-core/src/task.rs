@@ -42,7 +42,8 @@ pub fn task_id() -> Option<TaskId> {
 }
 
 fn send(message: TaskMessage) {
-    let sink = CURRENT.with(|c| c.borrow().as_ref().and_then(|c| c.task.as_ref().map(|t| t.1.clone())));
+    let sink =
+        CURRENT.with(|c| c.borrow().as_ref().and_then(|c| c.task.as_ref().map(|t| t.1.clone())));
     if let Some(sink) = sink {
         sink.message(message);
     }

@@ -453,7 +453,6 @@ impl Sim {
                     assert!(!self.workers.contains_key(&w), "{name}: WorkerDown of live {w}");
                 }
                 SchedEvent::WorkerStartFailed(..) => self.stats.start_failures += 1,
-                SchedEvent::TaskStarted(..) => {}
                 SchedEvent::Broken(_) => {
                     assert!(!self.broken, "{name}: Broken twice");
                     self.broken = true;

@@ -164,11 +164,7 @@ impl<'p> BatchBuilder<'p> {
 
     /// A scoped ordered map: `f` and the items may borrow. Used by
     /// [`super::Scope::map`], which waits for every chunk's release.
-    pub(crate) fn map_scoped<'a, I, T, R, F>(
-        self,
-        items: I,
-        f: F,
-    ) -> Result<Vec<R>, BatchError>
+    pub(crate) fn map_scoped<'a, I, T, R, F>(self, items: I, f: F) -> Result<Vec<R>, BatchError>
     where
         I: IntoIterator<Item = T>,
         T: Send + 'a,
@@ -210,7 +206,14 @@ impl<'p> BatchBuilder<'p> {
 pub(super) enum ChunkMsg<R> {
     /// The chunk ran. `values` holds the results of the items that did not
     /// panic, in order; `errors` the offsets (within the chunk) that did.
-    Ran { task: TaskId, start: usize, len: usize, values: Vec<R>, errors: Vec<(usize, TaskError)>, elapsed: Duration },
+    Ran {
+        task: TaskId,
+        start: usize,
+        len: usize,
+        values: Vec<R>,
+        errors: Vec<(usize, TaskError)>,
+        elapsed: Duration,
+    },
     /// The chunk ended without running to the end (timeout, worker lost,
     /// cancelled): every item of it fails with `error`.
     Lost { task: TaskId, start: usize, len: usize, error: TaskError },
@@ -229,7 +232,12 @@ pub(super) struct ChunkEnd<R> {
 }
 
 impl<R> ChunkEnd<R> {
-    pub(super) fn new(start: usize, len: usize, tx: Sender<ChunkMsg<R>>, alive: Arc<AtomicUsize>) -> Arc<Self> {
+    pub(super) fn new(
+        start: usize,
+        len: usize,
+        tx: Sender<ChunkMsg<R>>,
+        alive: Arc<AtomicUsize>,
+    ) -> Arc<Self> {
         alive.fetch_add(1, Ordering::AcqRel);
         Arc::new(ChunkEnd {
             task: std::sync::OnceLock::new(),
@@ -481,7 +489,13 @@ where
         Some(msg)
     }
 
-    fn emit_results(&self, start: usize, len: usize, failed: &[(usize, TaskError)], all_failed: bool) {
+    fn emit_results(
+        &self,
+        start: usize,
+        len: usize,
+        failed: &[(usize, TaskError)],
+        all_failed: bool,
+    ) {
         if !self.inner.events.is_active() {
             return;
         }
@@ -594,7 +608,9 @@ where
 
     fn emit_failed(&self, msg: &ChunkMsg<R>) {
         match msg {
-            ChunkMsg::Ran { start, len, errors, .. } => self.emit_results(*start, *len, errors, false),
+            ChunkMsg::Ran { start, len, errors, .. } => {
+                self.emit_results(*start, *len, errors, false)
+            }
             ChunkMsg::Lost { start, len, .. } => self.emit_results(*start, *len, &[], true),
         }
     }
@@ -602,9 +618,10 @@ where
 
 impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
     fn drop(&mut self) {
-        // Chunks still out are not wanted any more.
+        // Chunks still queued are not wanted any more; running ones finish
+        // (killing their workers would cost more than it saves).
         for task in self.in_flight.drain() {
-            self.inner.link.send(Msg::Cancel(task));
+            self.inner.link.send(Msg::CancelQueued(task));
         }
         if self.wait_release {
             // A scoped batch's chunks borrow the caller's stack: wait until

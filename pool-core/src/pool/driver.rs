@@ -43,6 +43,8 @@ pub(crate) struct Submission {
 pub(crate) enum Msg {
     Submit(Submission),
     Cancel(TaskId),
+    /// Cancel only if still queued (lazy batches dropping unwanted chunks).
+    CancelQueued(TaskId),
     Suspend,
     Resume,
     Close,
@@ -206,6 +208,9 @@ impl Driver {
             Msg::Cancel(t) => {
                 self.sched.cancel(t, now);
             }
+            Msg::CancelQueued(t) => {
+                self.sched.cancel_queued(t, now);
+            }
             Msg::Suspend => self.sched.suspend(),
             Msg::Resume => self.sched.resume(now),
             Msg::Close => self.sched.close(now),
@@ -319,7 +324,7 @@ impl Driver {
                     Some(self.stats.snapshot(now));
                 self.drained.set()
             }
-            SchedEvent::TaskStarted(..) | SchedEvent::Broken(_) => {}
+            SchedEvent::Broken(_) => {}
         }
         self.events.emit(|| PoolEvent::from(e));
     }

@@ -84,7 +84,6 @@ impl From<SchedEvent> for PoolEvent {
             SchedEvent::WorkerStartFailed(worker, error) => {
                 PoolEvent::WorkerStartFailed { worker, error }
             }
-            SchedEvent::TaskStarted(task, worker) => PoolEvent::TaskStarted { task, worker },
             SchedEvent::Broken(e) => PoolEvent::Broken(e),
             SchedEvent::Drained => PoolEvent::Finished,
         }

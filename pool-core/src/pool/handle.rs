@@ -206,7 +206,12 @@ impl<R> TaskHandle<R> {
                         if now >= d {
                             break;
                         }
-                        s = self.cell.cond.wait_timeout(s, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                        s = self
+                            .cell
+                            .cond
+                            .wait_timeout(s, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
                     }
                 }
             }

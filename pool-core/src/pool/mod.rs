@@ -372,7 +372,8 @@ impl Pool {
         };
         let cell = TaskCell::<R>::new();
         let producer = cell.clone();
-        let options = TaskOptions { timeout: options.timeout.or(self.inner.task_timeout), ..options };
+        let options =
+            TaskOptions { timeout: options.timeout.or(self.inner.task_timeout), ..options };
         let work: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             producer.complete(f());
         });

@@ -16,9 +16,9 @@ use crate::backend::LocalWork;
 use crate::error::{BatchError, SubmitError, SubmitRefusal, TaskError};
 use crate::ids::TaskId;
 
+use super::Pool;
 use super::driver::WorkSource;
 use super::handle::{Message, TaskCell, TaskEnd, TaskHandle};
-use super::Pool;
 
 /// Decrements the scope's count of unreleased tasks when dropped.
 pub(crate) struct ReleaseGuard(Arc<AtomicUsize>);
@@ -146,7 +146,12 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     }
 
     /// [`Scope::map`] with a fixed chunk size.
-    pub fn map_chunked<I, T, R, F>(&self, chunksize: usize, items: I, f: F) -> Result<Vec<R>, BatchError>
+    pub fn map_chunked<I, T, R, F>(
+        &self,
+        chunksize: usize,
+        items: I,
+        f: F,
+    ) -> Result<Vec<R>, BatchError>
     where
         I: IntoIterator<Item = T>,
         T: Send + 'env,

@@ -21,9 +21,9 @@ use crate::error::{BatchError, TaskError};
 use crate::scheduler::TaskOptions;
 use crate::worker::panic_message;
 
+use super::Inner;
 use super::batch::{Bar, ChunkEnd, ChunkMsg, erase};
 use super::driver::{Msg, WorkSource};
-use super::Inner;
 
 const PENDING: u8 = 0;
 const WRITTEN: u8 = 1;
@@ -95,8 +95,7 @@ impl SliceMap {
                     closed = true;
                     break;
                 };
-                let state =
-                    Arc::new(ChunkState { start, len, state: AtomicU8::new(PENDING) });
+                let state = Arc::new(ChunkState { start, len, state: AtomicU8::new(PENDING) });
                 chunks.push(state.clone());
                 let end = ChunkEnd::<()>::new(start, len, tx.clone(), alive.clone());
                 let producer = end.clone();

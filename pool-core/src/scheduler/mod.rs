@@ -74,8 +74,6 @@ pub enum SchedEvent {
     WorkerDown(WorkerId, ExitCause),
     /// A worker failed to start.
     WorkerStartFailed(WorkerId, String),
-    /// A task went to a worker.
-    TaskStarted(TaskId, WorkerId),
     /// Workers kept failing to start; queued tasks failed with `Broken`.
     Broken(String),
     /// After `close`: every task ended and every worker is gone.
@@ -124,7 +122,9 @@ struct TaskSlot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WorkerState {
     Starting,
-    Idle { since: Time },
+    Idle {
+        since: Time,
+    },
     Busy(TaskId),
     /// Asked to stop or killed; its exit is pending.
     Leaving,
@@ -291,13 +291,11 @@ impl Scheduler {
     fn break_pool(&mut self, error: String) {
         self.commands.push_back(Command::Event(SchedEvent::Broken(error.clone())));
         while let Some(task) = self.queue.pop_front() {
-            if let Some(slot) = self.tasks.get(&task) {
-                if slot.state == TaskState::Queued {
-                    self.tasks.remove(&task);
-                    self.queued -= 1;
-                    let err = TaskError::broken(error.clone());
-                    self.commands.push_back(Command::Finish(task, Err(err)));
-                }
+            if self.tasks.get(&task).is_some_and(|slot| slot.state == TaskState::Queued) {
+                self.tasks.remove(&task);
+                self.queued -= 1;
+                let err = TaskError::broken(error.clone());
+                self.commands.push_back(Command::Finish(task, Err(err)));
             }
         }
         self.broken = Some(error);
@@ -328,8 +326,10 @@ impl Scheduler {
             self.tasks.get(&task),
             Some(TaskSlot { state: TaskState::Running { worker: w, .. }, .. }) if *w == worker
         );
-        if let Some(slot) = self.workers.get_mut(&worker) {
-            if slot.state == WorkerState::Busy(task) {
+        if let Some(slot) = self.workers.get_mut(&worker)
+            && slot.state == WorkerState::Busy(task)
+        {
+            {
                 slot.tasks_run += 1;
                 let expired = self.config.lifespan.is_some_and(|n| slot.tasks_run >= n);
                 if expired {
@@ -402,6 +402,16 @@ impl Scheduler {
         self.commands.push_back(Command::Finish(task, Err(TaskError::cancelled())));
         self.pump(now);
         true
+    }
+
+    /// Cancels a task only if it is still queued (no worker is touched);
+    /// returns whether it was. Lazy batches use it for chunks nobody wants.
+    pub fn cancel_queued(&mut self, task: TaskId, now: Time) -> bool {
+        if self.tasks.get(&task).is_some_and(|t| t.state == TaskState::Queued) {
+            self.cancel(task, now)
+        } else {
+            false
+        }
     }
 
     /// Time passed: time out tasks past their deadline, shrink idle workers.

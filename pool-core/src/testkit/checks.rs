@@ -132,13 +132,16 @@ pub fn message_stream_in_order(make: MakeBackend) {
     assert_eq!(msgs.len(), 7, "{msgs:?}");
     assert_eq!(msgs[0], Message::Scheduled);
     assert!(matches!(msgs[1], Message::Started(_)), "{msgs:?}");
-    assert_eq!(msgs[2..], [
-        Message::Progress(0.5),
-        Message::Log("half".into()),
-        Message::Data(vec![7]),
-        Message::Progress(1.0),
-        Message::Done("ok"),
-    ]);
+    assert_eq!(
+        msgs[2..],
+        [
+            Message::Progress(0.5),
+            Message::Log("half".into()),
+            Message::Data(vec![7]),
+            Message::Progress(1.0),
+            Message::Done("ok"),
+        ]
+    );
 }
 
 /// `wait_timeout` on a running task hands the handle back.
@@ -158,7 +161,12 @@ pub fn poll_never_blocks(make: MakeBackend) {
     let pool = two(make);
     let gate = Gate::new();
     let g = gate.clone();
-    let h = pool.submit(move || { g.wait(); 5 }).unwrap();
+    let h = pool
+        .submit(move || {
+            g.wait();
+            5
+        })
+        .unwrap();
     let h = h.poll().expect_err("blocked");
     gate.open(1);
     let (tx, rx) = bounded(1);
@@ -208,9 +216,8 @@ pub fn map_slice_is_ordered(make: MakeBackend) {
     let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
     let lens = pool.batch().chunksize(7).map_slice(&names, |s| s.clone()).unwrap();
     assert_eq!(lens, names);
-    let e = pool
-        .map_slice(&names, |s| if s == "n42" { panic!("no 42") } else { s.len() })
-        .unwrap_err();
+    let e =
+        pool.map_slice(&names, |s| if s == "n42" { panic!("no 42") } else { s.len() }).unwrap_err();
     assert_eq!(e.index(), Some(42), "{e}");
 }
 
@@ -285,8 +292,7 @@ pub fn map_item_panic_names_the_item(make: MakeBackend) {
 /// position, then the rest.
 pub fn imap_error_at_its_position(make: MakeBackend) {
     let pool = two(make);
-    let out: Vec<_> =
-        pool.imap(0..20u32, |x| if x == 5 { panic!("five") } else { x }).collect();
+    let out: Vec<_> = pool.imap(0..20u32, |x| if x == 5 { panic!("five") } else { x }).collect();
     assert_eq!(out.len(), 20);
     for (i, r) in out.iter().enumerate() {
         match r {
@@ -589,13 +595,10 @@ pub fn pool_events(make: MakeBackend) {
         .collect();
     indices.sort();
     assert_eq!(indices, (0..10).collect::<Vec<_>>());
-    let last_progress = all
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            PoolEvent::BatchProgress { fraction, .. } => *fraction,
-            _ => None,
-        });
+    let last_progress = all.iter().rev().find_map(|e| match e {
+        PoolEvent::BatchProgress { fraction, .. } => *fraction,
+        _ => None,
+    });
     assert_eq!(last_progress, Some(1.0));
     assert!(all.iter().any(|e| matches!(e, PoolEvent::BatchFinished(_))));
     assert_eq!(all.last(), Some(&PoolEvent::Finished), "{all:?}");
@@ -671,10 +674,8 @@ pub fn many_tasks_one_terminal_each(make: MakeBackend) {
     let hs: Vec<_> = (0..10_000u64).map(|i| pool.submit(move || i).unwrap()).collect();
     for (i, h) in hs.into_iter().enumerate() {
         let msgs: Vec<_> = h.messages().collect();
-        let terminals = msgs
-            .iter()
-            .filter(|m| matches!(m, Message::Done(_) | Message::Failed(_)))
-            .count();
+        let terminals =
+            msgs.iter().filter(|m| matches!(m, Message::Done(_) | Message::Failed(_))).count();
         assert_eq!(terminals, 1);
         assert_eq!(msgs.last(), Some(&Message::Done(i as u64)));
     }

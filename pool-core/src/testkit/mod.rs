@@ -3,7 +3,7 @@
 //! A backend is done when it passes every check here. Run them all with
 //! one line in a test file of the backend crate:
 //!
-//! ```ignore
+//! ```text
 //! fn make() -> Box<dyn shoal_core::backend::Backend> { Box::new(MyBackend::new()) }
 //! shoal_core::conformance_tests!(make);
 //! ```
