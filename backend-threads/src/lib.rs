@@ -27,6 +27,7 @@ use shoal_core::backend::{
 };
 use shoal_core::worker::WorkerRuntime;
 use shoal_core::WorkerId;
+use shoal_core::function::Registry;
 
 #[cfg(feature = "plugin-export")]
 mod export;
@@ -37,11 +38,19 @@ pub struct Threads {
     name: String,
     pin: bool,
     stack_size: Option<usize>,
+    registry: Option<Registry>,
+    serialize_all: bool,
 }
 
 impl Default for Threads {
     fn default() -> Self {
-        Threads { name: "shoal-worker".to_string(), pin: false, stack_size: None }
+        Threads {
+            name: "shoal-worker".to_string(),
+            pin: false,
+            stack_size: None,
+            registry: None,
+            serialize_all: false,
+        }
     }
 }
 
@@ -60,6 +69,23 @@ impl Threads {
     /// Pins worker `i` to CPU core `i mod cores` (where the OS allows it).
     pub fn pin_cores(mut self, on: bool) -> Self {
         self.pin = on;
+        self
+    }
+
+    /// Lets the workers run named functions from `registry`
+    /// ([`shoal_core::function`]).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Refuses closures, so every task is a named function whose argument
+    /// and result are serialized, exactly as a process backend would do,
+    /// while still running on threads. Check that a program is ready for
+    /// processes, or debug serialization, without leaving the process.
+    /// Needs [`Threads::registry`].
+    pub fn serialize_all(mut self, on: bool) -> Self {
+        self.serialize_all = on;
         self
     }
 
@@ -129,7 +155,13 @@ impl Worker for ThreadWorker {
     }
 }
 
-fn run_worker(spec: WorkerSpec, rx: Receiver<Cmd>, shared: Arc<Shared>, pin: Option<usize>) {
+fn run_worker(
+    spec: WorkerSpec,
+    registry: Option<Registry>,
+    rx: Receiver<Cmd>,
+    shared: Arc<Shared>,
+    pin: Option<usize>,
+) {
     let _guard = ExitGuard(shared.clone());
     if let Some(i) = pin
         && let Some(cores) = core_affinity::get_core_ids()
@@ -139,6 +171,9 @@ fn run_worker(spec: WorkerSpec, rx: Receiver<Cmd>, shared: Arc<Shared>, pin: Opt
     }
     let id = spec.id;
     let mut rt = WorkerRuntime::new(spec);
+    if let Some(registry) = registry {
+        rt = rt.with_registry(registry);
+    }
     if let Err(e) = rt.init() {
         shared.exited.store(true, Ordering::Release);
         shared.reports.report(WorkerReport::StartFailed(id, e));
@@ -168,7 +203,10 @@ impl Backend for Threads {
     }
 
     fn accepts(&self, kind: WorkKind) -> bool {
-        kind == WorkKind::Local
+        match kind {
+            WorkKind::Local => !self.serialize_all,
+            WorkKind::Named => self.registry.is_some(),
+        }
     }
 
     fn start_worker(
@@ -189,8 +227,9 @@ impl Backend for Threads {
         }
         let pin = self.pin.then_some(spec.id.0 as usize);
         let thread_shared = shared.clone();
+        let registry = self.registry.clone();
         builder
-            .spawn(move || run_worker(spec, rx, thread_shared, pin))
+            .spawn(move || run_worker(spec, registry, rx, thread_shared, pin))
             .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
         Ok(Box::new(ThreadWorker { tx, shared }))
     }

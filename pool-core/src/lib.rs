@@ -26,6 +26,7 @@
 pub mod backend;
 pub mod chunking;
 pub mod error;
+pub mod function;
 pub mod ids;
 pub mod scheduler;
 pub mod stats;

@@ -9,12 +9,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::backend::{Job, Work, WorkerSpec};
 use crate::error::TaskError;
+use crate::function::Registry;
 use crate::ids::WorkerId;
 use crate::task;
 
 /// Runs the jobs of one worker on the current thread.
 pub struct WorkerRuntime {
     spec: WorkerSpec,
+    registry: Option<Registry>,
 }
 
 /// The text of a panic payload.
@@ -31,7 +33,13 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 impl WorkerRuntime {
     /// A runtime for the worker described by `spec`.
     pub fn new(spec: WorkerSpec) -> Self {
-        WorkerRuntime { spec }
+        WorkerRuntime { spec, registry: None }
+    }
+
+    /// Lets the worker run [`Work::Named`] jobs from `registry`.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// This worker's id.
@@ -56,7 +64,9 @@ impl WorkerRuntime {
     }
 
     /// Runs one job. `Work::Local` closures deliver their own result; a
-    /// panic becomes `Err(Panic)`. `Work::Named` is not runnable here.
+    /// panic becomes `Err(Panic)`. `Work::Named` runs the registered
+    /// function on the serialized chunk and hands the result bytes to the
+    /// job's sink.
     pub fn run(&mut self, job: Job) -> Result<(), TaskError> {
         let Job { task: id, work, sink, .. } = job;
         match work {
@@ -66,9 +76,27 @@ impl WorkerRuntime {
                 task::set_task(None);
                 r.map_err(|p| TaskError::panic(panic_message(&*p)))
             }
-            Work::Named { function, .. } => Err(TaskError::serialization(format!(
-                "this worker runs in-process closures only; it cannot look up the named function `{function}`"
-            ))),
+            Work::Named { function, argument } => {
+                let Some(registry) = &self.registry else {
+                    return Err(TaskError::serialization(format!(
+                        "this worker has no registry; it cannot run the named function `{function}`"
+                    )));
+                };
+                let Some(f) = registry.get(&function) else {
+                    return Err(TaskError::serialization(format!(
+                        "no function named `{function}` is registered in this worker (it has: {})",
+                        registry.names().join(", ")
+                    )));
+                };
+                task::set_task(Some((id, sink.clone())));
+                let r = catch_unwind(AssertUnwindSafe(|| f.call_chunk(&argument)));
+                task::set_task(None);
+                match r {
+                    Ok(Ok(bytes)) => sink.result_bytes(bytes),
+                    Ok(Err(e)) => Err(TaskError::serialization(e)),
+                    Err(p) => Err(TaskError::panic(panic_message(&*p))),
+                }
+            }
         }
     }
 

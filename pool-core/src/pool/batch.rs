@@ -20,7 +20,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::backend::{LocalWork, TaskMessage, TaskSink};
 use crate::chunking::Chunker;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::{BatchError, BuildError, TaskError};
+use crate::function::{DecodeResults, Function};
 use crate::ids::{TaskId, WorkerId};
 use crate::scheduler::TaskOptions;
 use crate::worker::panic_message;
@@ -99,6 +103,84 @@ impl<'p> BatchBuilder<'p> {
         F: Fn(It::Item) -> R + Send + Sync,
         R: Send,
     {
+        self.engine_named(items, f, lazy, None)
+    }
+
+    fn engine_for<It, A, R>(
+        self,
+        f: &'static Function<A, R>,
+        items: It,
+        lazy: bool,
+    ) -> Engine<It, fn(A) -> R, R>
+    where
+        It: Iterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let named = NamedChunks {
+            function: f.name(),
+            encode: crate::function::encode_chunk::<A>,
+            decode: crate::function::decode_results::<R>,
+        };
+        self.engine_named(items, f.as_fn(), lazy, Some(named))
+    }
+
+    /// Like [`Pool::map_fn`], with these options.
+    pub fn map_fn<I, A, R>(self, f: &'static Function<A, R>, items: I) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.engine_for(f, items.into_iter(), false).run_ordered()
+    }
+
+    /// Like [`Pool::imap_fn`], with these options.
+    pub fn imap_fn<I, A, R>(
+        self,
+        f: &'static Function<A, R>,
+        items: I,
+    ) -> Imap<I::IntoIter, fn(A) -> R, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Imap {
+            engine: self.engine_for(f, items.into_iter(), true),
+            ready: VecDeque::new(),
+            parked: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Like [`Pool::map_unordered_fn`], with these options.
+    pub fn map_unordered_fn<I, A, R>(
+        self,
+        f: &'static Function<A, R>,
+        items: I,
+    ) -> MapUnordered<I::IntoIter, fn(A) -> R, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MapUnordered { engine: self.engine_for(f, items.into_iter(), true), ready: VecDeque::new() }
+    }
+
+    fn engine_named<It, F, R>(
+        self,
+        items: It,
+        f: F,
+        lazy: bool,
+        named: Option<NamedChunks<It::Item, R>>,
+    ) -> Engine<It, F, R>
+    where
+        It: Iterator,
+        It::Item: Send,
+        F: Fn(It::Item) -> R + Send + Sync,
+        R: Send,
+    {
         let workers = self.pool.inner.config.max;
         let chunker = match self.chunksize {
             Some(n) => Chunker::fixed(n),
@@ -119,6 +201,7 @@ impl<'p> BatchBuilder<'p> {
             total,
             self.progress_bar,
             self.invalid,
+            named,
         )
     }
 
@@ -202,6 +285,14 @@ impl<'p> BatchBuilder<'p> {
     }
 }
 
+/// How chunks of a named function travel to workers that are other
+/// processes.
+pub(super) struct NamedChunks<A, R> {
+    function: &'static str,
+    encode: fn(&[A]) -> Result<Vec<u8>, String>,
+    decode: DecodeResults<R>,
+}
+
 /// What a chunk sends back.
 pub(super) enum ChunkMsg<R> {
     /// The chunk ran. `values` holds the results of the items that did not
@@ -229,6 +320,10 @@ pub(super) struct ChunkEnd<R> {
     tx: Sender<ChunkMsg<R>>,
     /// Counts chunk ends alive; a scoped batch waits for zero.
     alive: Arc<AtomicUsize>,
+    /// For named chunks: reads the worker's result bytes.
+    decode: Option<DecodeResults<R>>,
+    /// When a worker took the chunk (named chunks time themselves here).
+    started_at: std::sync::OnceLock<Instant>,
 }
 
 impl<R> ChunkEnd<R> {
@@ -246,7 +341,21 @@ impl<R> ChunkEnd<R> {
             ended: AtomicBool::new(false),
             tx,
             alive,
+            decode: None,
+            started_at: std::sync::OnceLock::new(),
         })
+    }
+
+    fn named(
+        start: usize,
+        len: usize,
+        tx: Sender<ChunkMsg<R>>,
+        alive: Arc<AtomicUsize>,
+        decode: DecodeResults<R>,
+    ) -> Arc<Self> {
+        let mut end = Self::new(start, len, tx, alive);
+        Arc::get_mut(&mut end).expect("fresh").decode = Some(decode);
+        end
     }
 
     pub(super) fn set_task(&self, id: TaskId) {
@@ -269,17 +378,51 @@ impl<R> Drop for ChunkEnd<R> {
 
 impl<R: Send> TaskSink for ChunkEnd<R> {
     fn message(&self, _message: TaskMessage) {}
-    fn result_bytes(&self, _bytes: Vec<u8>) -> Result<(), TaskError> {
-        Err(TaskError::serialization("batch chunks run in-process"))
+    fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
+        let Some(decode) = self.decode else {
+            return Err(TaskError::serialization("this chunk expects in-process results"));
+        };
+        let results = decode(&bytes).map_err(TaskError::serialization)?;
+        if results.len() != self.len {
+            return Err(TaskError::serialization(format!(
+                "the worker returned {} results for {} items",
+                results.len(),
+                self.len
+            )));
+        }
+        let mut values = Vec::with_capacity(self.len);
+        let mut errors = Vec::new();
+        for (offset, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(v) => values.push(v),
+                Err(message) => errors.push((offset, TaskError::panic(message))),
+            }
+        }
+        let elapsed = self.started_at.get().map(Instant::elapsed).unwrap_or_default();
+        let (start, len) = (self.start, self.len);
+        self.end(|task| ChunkMsg::Ran { task, start, len, values, errors, elapsed });
+        Ok(())
     }
 }
 
 impl<R: Send> TaskEnd for ChunkEnd<R> {
-    fn started(&self, _worker: WorkerId) {}
+    fn started(&self, _worker: WorkerId) {
+        let _ = self.started_at.set(Instant::now());
+    }
     fn fail(&self, error: TaskError) {
         let (start, len) = (self.start, self.len);
         self.end(|task| ChunkMsg::Lost { task, start, len, error });
     }
+}
+
+/// Erases the lifetime of a chunk's terminal.
+///
+/// # Safety
+/// As for [`erase`]: nothing the terminal borrows may die while it lives.
+unsafe fn erase_end<'a, R: Send + 'a>(end: Arc<ChunkEnd<R>>) -> Arc<dyn TaskEnd> {
+    let end: Arc<dyn TaskEnd + 'a> = end;
+    // SAFETY: only the lifetime changes; see the caller's contract.
+    unsafe { std::mem::transmute::<Arc<dyn TaskEnd + 'a>, Arc<dyn TaskEnd>>(end) }
 }
 
 /// Erases the lifetime of a chunk's work and terminal.
@@ -347,6 +490,10 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     stop_feeding: bool,
     closed: bool,
     finished_sent: bool,
+    /// Set for named functions: chunks go by name where closures cannot.
+    named: Option<NamedChunks<It::Item, R>>,
+    /// Chunks that ended before reaching the pool (unserializable items).
+    early: VecDeque<ChunkMsg<R>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -368,7 +515,19 @@ where
         total: Option<usize>,
         progress_bar: bool,
         invalid: Option<BuildError>,
+        named: Option<NamedChunks<It::Item, R>>,
     ) -> Self {
+        let named = if inner.accepts_local { None } else { named };
+        let invalid = match invalid {
+            None if !inner.accepts_local && named.is_none() => Some(BuildError::new(
+                "function",
+                format!(
+                    "the {} backend cannot run closures; use a named function (`map_fn`)",
+                    inner.backend_name
+                ),
+            )),
+            other => other,
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let batch = BatchId(inner.next_batch.fetch_add(1, Ordering::Relaxed));
         Engine {
@@ -393,6 +552,8 @@ where
             stop_feeding: false,
             closed: false,
             finished_sent: false,
+            named,
+            early: VecDeque::new(),
             _r: PhantomData,
         }
     }
@@ -422,6 +583,36 @@ where
             self.stop_feeding = true;
             return;
         };
+        if let Some(named) = &self.named {
+            let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
+            match (named.encode)(&chunk) {
+                Ok(bytes) => {
+                    let end = ChunkEnd::named(
+                        start,
+                        len,
+                        self.tx.clone(),
+                        self.alive.clone(),
+                        named.decode,
+                    );
+                    let work =
+                        WorkSource::Named { function: named.function, argument: Arc::new(bytes) };
+                    // SAFETY: named chunks exist only for `'static` items
+                    // and results (`engine_for`'s bounds).
+                    let end_dyn = unsafe { erase_end(end.clone()) };
+                    let id = self.inner.send_task(&open, options, end_dyn, work);
+                    end.set_task(id);
+                    self.in_flight.insert(id);
+                }
+                // RELIABILITY row 1: the items fail at submit; no worker.
+                Err(e) => self.early.push_back(ChunkMsg::Lost {
+                    task: TaskId(u64::MAX),
+                    start,
+                    len,
+                    error: TaskError::serialization(e),
+                }),
+            }
+            return;
+        }
         let end = ChunkEnd::new(start, len, self.tx.clone(), self.alive.clone());
         let producer = end.clone();
         let f = self.f.clone();
@@ -461,10 +652,11 @@ where
     /// chunk came back and the input is done.
     fn next_chunk(&mut self) -> Option<ChunkMsg<R>> {
         self.feed();
-        if self.in_flight.is_empty() {
-            return None;
-        }
-        let msg = self.rx.recv().ok()?;
+        let msg = match self.early.pop_front() {
+            Some(m) => m,
+            None if self.in_flight.is_empty() => return None,
+            None => self.rx.recv().ok()?,
+        };
         let (task, len) = match &msg {
             ChunkMsg::Ran { task, len, elapsed, errors, .. } => {
                 if errors.is_empty() {

@@ -31,6 +31,8 @@ pub(crate) enum WorkSource {
     Once(Option<LocalWork>),
     /// Can run again for a retry.
     Repeat(Arc<dyn Fn() + Send + Sync>),
+    /// A named function and its serialized chunk of arguments.
+    Named { function: &'static str, argument: Arc<Vec<u8>> },
 }
 
 pub(crate) struct Submission {
@@ -286,17 +288,21 @@ impl Driver {
 
     fn dispatch(&mut self, task: TaskId, worker: WorkerId, attempt: u32) {
         let Some(entry) = self.tasks.get_mut(&task) else { return };
-        let work: LocalWork = match &mut entry.work {
-            WorkSource::Once(w) => match w.take() {
+        let work: Work = match &mut entry.work {
+            WorkSource::Once(w) => Work::Local(match w.take() {
                 Some(w) => w,
                 // A once-only task cannot run again; the scheduler never
                 // retries it (retries = 0), so this is unreachable in
                 // practice. Fail it rather than hang.
                 None => Box::new(|| -> () { panic!("this task cannot run twice") }),
-            },
+            }),
             WorkSource::Repeat(f) => {
                 let f = f.clone();
-                Box::new(move || f())
+                Work::Local(Box::new(move || f()))
+            }
+            WorkSource::Named { function, argument } => {
+                // Kept for a retry; the worker gets a copy.
+                Work::Named { function: function.to_string(), argument: argument.to_vec() }
             }
         };
         entry.end.started(worker);
@@ -304,7 +310,7 @@ impl Driver {
         self.stats.busy(worker, self.now());
         self.events.emit(|| PoolEvent::TaskStarted { task, worker });
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.send(Job { task, attempt, work: Work::Local(work), sink });
+            w.send(Job { task, attempt, work, sink });
         }
     }
 

@@ -42,6 +42,9 @@ impl<R> From<TaskMessage> for Message<R> {
     }
 }
 
+/// Turns a named task's result bytes into its value.
+type DecodeOne<R> = fn(&[u8]) -> Result<R, TaskError>;
+
 struct State<R> {
     messages: VecDeque<Message<R>>,
     /// Set once; the first terminal outcome wins.
@@ -57,6 +60,8 @@ pub(crate) struct TaskCell<R> {
     ended: AtomicBool,
     /// For scoped tasks: released when the last owner drops the cell.
     _guard: Option<super::scope::ReleaseGuard>,
+    /// For named functions: turns the worker's result bytes into `R`.
+    decode: Option<DecodeOne<R>>,
 }
 
 /// The driver's view of a task: it reports starts and terminal failures.
@@ -69,14 +74,18 @@ pub(crate) trait TaskEnd: TaskSink {
 
 impl<R> TaskCell<R> {
     pub(crate) fn new() -> Arc<Self> {
-        Self::make(None)
+        Self::make(None, None)
     }
 
     pub(crate) fn with_guard(guard: super::scope::ReleaseGuard) -> Arc<Self> {
-        Self::make(Some(guard))
+        Self::make(Some(guard), None)
     }
 
-    fn make(guard: Option<super::scope::ReleaseGuard>) -> Arc<Self> {
+    pub(crate) fn with_decoder(decode: DecodeOne<R>) -> Arc<Self> {
+        Self::make(None, Some(decode))
+    }
+
+    fn make(guard: Option<super::scope::ReleaseGuard>, decode: Option<DecodeOne<R>>) -> Arc<Self> {
         let mut messages = VecDeque::with_capacity(4);
         messages.push_back(Message::Scheduled);
         Arc::new(TaskCell {
@@ -84,6 +93,7 @@ impl<R> TaskCell<R> {
             cond: Condvar::new(),
             ended: AtomicBool::new(false),
             _guard: guard,
+            decode,
         })
     }
 
@@ -120,8 +130,12 @@ impl<R: Send> TaskSink for TaskCell<R> {
     fn message(&self, message: TaskMessage) {
         self.push(message.into(), false);
     }
-    fn result_bytes(&self, _bytes: Vec<u8>) -> Result<(), TaskError> {
-        Err(TaskError::serialization("this task expects an in-process result, not bytes"))
+    fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
+        let Some(decode) = self.decode else {
+            return Err(TaskError::serialization("this task expects an in-process result"));
+        };
+        self.complete(decode(&bytes)?);
+        Ok(())
     }
 }
 

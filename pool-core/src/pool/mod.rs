@@ -15,8 +15,12 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::backend::{Backend, ExitHook, InitHook, LocalWork, WorkKind, WorkerState};
 use crate::error::{BatchError, BuildError, SubmitError, SubmitRefusal};
+use crate::function::Function;
 use crate::ids::{TaskId, WorkerId};
 use crate::scheduler::{Config, Scheduler, TaskOptions};
 use crate::stats::Insights;
@@ -171,6 +175,7 @@ impl PoolBuilder {
         let drained = Arc::new(Latch::default());
         let final_insights = Arc::new(Mutex::new(None));
         let accepts_local = backend.accepts(WorkKind::Local);
+        let accepts_named = backend.accepts(WorkKind::Named);
         let backend_name = backend.name().to_string();
         let hooks = Hooks { init: self.init, exit: self.exit };
         let driver = Driver::new(
@@ -200,6 +205,7 @@ impl PoolBuilder {
                 config,
                 task_timeout: self.task_timeout,
                 accepts_local,
+                accepts_named,
                 backend_name,
                 progress_bar: self.progress_bar,
             }),
@@ -222,6 +228,7 @@ pub(crate) struct Inner {
     config: Config,
     task_timeout: Option<Duration>,
     accepts_local: bool,
+    accepts_named: bool,
     backend_name: String,
     progress_bar: bool,
 }
@@ -308,6 +315,12 @@ impl Pool {
         &self.inner.backend_name
     }
 
+    /// Whether this pool's backend runs closures (`submit`, `map`, ...);
+    /// process backends run only named functions (`submit_fn`, `map_fn`).
+    pub fn runs_closures(&self) -> bool {
+        self.inner.accepts_local
+    }
+
     /// The most workers this pool runs at once.
     pub fn max_workers(&self) -> usize {
         self.inner.config.max
@@ -379,6 +392,144 @@ impl Pool {
         });
         let id = self.inner.send_task(&open, options, cell.clone(), WorkSource::Repeat(work));
         Ok(TaskHandle::new(id, cell, self.inner.link.clone()))
+    }
+
+    /// Calls a named function: in-process where the backend runs closures
+    /// (no serialization), by name in a worker otherwise (process
+    /// backends). The same call site works on every backend. An argument
+    /// that cannot be serialized fails the task at once, touching no
+    /// worker.
+    pub fn submit_fn<A, R>(
+        &self,
+        f: &'static Function<A, R>,
+        argument: A,
+    ) -> Result<TaskHandle<R>, SubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if self.inner.accepts_local {
+            let Some(open) = self.inner.open() else {
+                return Err(SubmitError::new(argument, SubmitRefusal::Closed));
+            };
+            let cell = TaskCell::<R>::new();
+            let producer = cell.clone();
+            let fp = f.as_fn();
+            let work: LocalWork = Box::new(move || {
+                producer.complete(fp(argument));
+            });
+            let options = self.default_options();
+            let id =
+                self.inner.send_task(&open, options, cell.clone(), WorkSource::Once(Some(work)));
+            return Ok(TaskHandle::new(id, cell, self.inner.link.clone()));
+        }
+        self.submit_named(f, argument, self.default_options())
+    }
+
+    /// [`Pool::submit_fn`] with options (timeout, retries).
+    pub fn submit_fn_with<A, R>(
+        &self,
+        options: TaskOptions,
+        f: &'static Function<A, R>,
+        argument: A,
+    ) -> Result<TaskHandle<R>, SubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if options.timeout == Some(Duration::ZERO) {
+            return Err(SubmitError::new(argument, SubmitRefusal::InvalidOption("timeout")));
+        }
+        let options =
+            TaskOptions { timeout: options.timeout.or(self.inner.task_timeout), ..options };
+        if self.inner.accepts_local {
+            let Some(open) = self.inner.open() else {
+                return Err(SubmitError::new(argument, SubmitRefusal::Closed));
+            };
+            let cell = TaskCell::<R>::new();
+            let producer = cell.clone();
+            let fp = f.as_fn();
+            let work: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                producer.complete(fp(argument.clone()));
+            });
+            let id = self.inner.send_task(&open, options, cell.clone(), WorkSource::Repeat(work));
+            return Ok(TaskHandle::new(id, cell, self.inner.link.clone()));
+        }
+        self.submit_named(f, argument, options)
+    }
+
+    fn submit_named<A, R>(
+        &self,
+        f: &'static Function<A, R>,
+        argument: A,
+        options: TaskOptions,
+    ) -> Result<TaskHandle<R>, SubmitError<A>>
+    where
+        A: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        if !self.inner.accepts_named {
+            return Err(SubmitError::new(argument, SubmitRefusal::Unsupported));
+        }
+        let Some(open) = self.inner.open() else {
+            return Err(SubmitError::new(argument, SubmitRefusal::Closed));
+        };
+        let cell = TaskCell::<R>::with_decoder(decode_one::<R>);
+        let bytes = match crate::function::encode_chunk(std::slice::from_ref(&argument)) {
+            Ok(b) => b,
+            Err(e) => {
+                // RELIABILITY row 1: the task fails at submit; no worker.
+                cell.fail(crate::error::TaskError::serialization(e));
+                let id = TaskId(self.inner.next_task.fetch_add(1, Ordering::Relaxed));
+                return Ok(TaskHandle::new(id, cell, self.inner.link.clone()));
+            }
+        };
+        let work = WorkSource::Named { function: f.name(), argument: Arc::new(bytes) };
+        let id = self.inner.send_task(&open, options, cell.clone(), work);
+        Ok(TaskHandle::new(id, cell, self.inner.link.clone()))
+    }
+
+    /// [`Pool::map`] for a named function: runs on every backend (items and
+    /// results are serialized only where workers are other processes).
+    pub fn map_fn<I, A, R>(
+        &self,
+        f: &'static Function<A, R>,
+        items: I,
+    ) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.batch().map_fn(f, items)
+    }
+
+    /// [`Pool::imap`] for a named function.
+    pub fn imap_fn<I, A, R>(
+        &self,
+        f: &'static Function<A, R>,
+        items: I,
+    ) -> Imap<I::IntoIter, fn(A) -> R, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.batch().imap_fn(f, items)
+    }
+
+    /// [`Pool::map_unordered`] for a named function.
+    pub fn map_unordered_fn<I, A, R>(
+        &self,
+        f: &'static Function<A, R>,
+        items: I,
+    ) -> MapUnordered<I::IntoIter, fn(A) -> R, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.batch().map_unordered_fn(f, items)
     }
 
     /// A batch with options (chunksize, progress bar, ...); see
@@ -500,6 +651,17 @@ impl Pool {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.link.send(Msg::Insights(tx));
         rx.recv().unwrap_or_default()
+    }
+}
+
+/// Decodes the one result of a single named task.
+fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, crate::error::TaskError> {
+    let results = crate::function::decode_results::<R>(bytes)
+        .map_err(crate::error::TaskError::serialization)?;
+    match results.into_iter().next() {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(message)) => Err(crate::error::TaskError::panic(message)),
+        None => Err(crate::error::TaskError::serialization("the worker returned no result")),
     }
 }
 

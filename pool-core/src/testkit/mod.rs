@@ -22,8 +22,10 @@
 //! die; the process backend adds those.
 
 mod checks;
+mod functions;
 
 pub use checks::*;
+pub use functions::*;
 
 use crate::backend::Backend;
 
@@ -33,7 +35,7 @@ pub type MakeBackend = fn() -> Box<dyn Backend>;
 /// Runs every check against backends made by `make`; panics on the first
 /// failure with the check's name.
 pub fn run_all(make: MakeBackend) {
-    for (name, check) in CHECKS {
+    for (name, check) in CHECKS.iter().chain(FUNCTION_CHECKS) {
         let r = std::panic::catch_unwind(|| check(make));
         if let Err(p) = r {
             panic!("conformance check `{name}` failed: {}", crate::worker::panic_message(&*p));
@@ -41,17 +43,37 @@ pub fn run_all(make: MakeBackend) {
     }
 }
 
+/// The checks with named functions (every backend passes these; backends
+/// without closures pass only these).
+pub const FUNCTION_CHECKS: &[Check] = &[
+    ("named_functions_run", named_functions_run),
+    ("named_function_panics", named_function_panics),
+    ("named_serialization_errors", named_serialization_errors),
+    ("named_worker_id_and_lifespan", named_worker_id_and_lifespan),
+    ("named_timeout_and_retries", named_timeout_and_retries),
+];
+
 /// One `#[test]` per conformance check, in a module `conformance`, for the
 /// backends made by the function `$make: fn() -> Box<dyn Backend>` (a function
 /// of the calling module).
 #[macro_export]
 macro_rules! conformance_tests {
+    ($make:ident, functions_only) => {
+        #[cfg(test)]
+        mod conformance {
+            fn make() -> Box<dyn $crate::backend::Backend> {
+                super::$make()
+            }
+            $crate::__conformance_functions!();
+        }
+    };
     ($make:ident) => {
         #[cfg(test)]
         mod conformance {
             fn make() -> Box<dyn $crate::backend::Backend> {
                 super::$make()
             }
+            $crate::__conformance_functions!();
             $crate::__conformance_each!(
                 submit_returns_result,
                 message_stream_in_order,
@@ -98,8 +120,32 @@ macro_rules! conformance_tests {
 
 #[doc(hidden)]
 #[macro_export]
+macro_rules! __conformance_functions {
+    () => {
+        $crate::__conformance_list!(
+            FUNCTION_CHECKS,
+            every_function_check_is_listed,
+            named_functions_run,
+            named_function_panics,
+            named_serialization_errors,
+            named_worker_id_and_lifespan,
+            named_timeout_and_retries
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
 macro_rules! __conformance_each {
     ($($check:ident),* $(,)?) => {
+        $crate::__conformance_list!(CHECKS, every_check_is_listed, $($check),*);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_list {
+    ($list:ident, $listed:ident, $($check:ident),* $(,)?) => {
         $(
             #[test]
             fn $check() {
@@ -108,9 +154,9 @@ macro_rules! __conformance_each {
         )*
         /// Fails when the suite has checks this macro does not list.
         #[test]
-        fn every_check_is_listed() {
+        fn $listed() {
             let listed = [$(stringify!($check)),*];
-            for (name, _) in $crate::testkit::CHECKS {
+            for (name, _) in $crate::testkit::$list {
                 assert!(listed.contains(name), "conformance check `{name}` is not run");
             }
         }

@@ -1,0 +1,189 @@
+//! Named functions: how a task names its function so that the same call
+//! site runs in-process and in another process.
+//!
+//! A closure cannot cross a process boundary, but a function registered
+//! under a name can: the parent sends the name and the serialized argument,
+//! and the worker (the same program re-executed, or a worker executable)
+//! looks the name up in its [`Registry`].
+//!
+//! ```
+//! use shoal_core::function::{Function, Registry};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//! static SQUARE: Function<u64, u64> = Function::new("square", square);
+//!
+//! // In-process, a `Function` is a plain call:
+//! assert_eq!(SQUARE.call(7), 49);
+//! // In a worker, the registry runs it on serialized chunks of arguments:
+//! let registry = Registry::new().with(&SQUARE).unwrap();
+//! let f = registry.get("square").unwrap();
+//! let out = f.call_chunk(&shoal_core::function::encode_chunk(&[2u64, 3]).unwrap());
+//! let results: Vec<Result<u64, String>> = shoal_core::function::decode_results(&out.unwrap()).unwrap();
+//! assert_eq!(results, vec![Ok(4), Ok(9)]);
+//! ```
+//!
+//! # The chunk convention
+//!
+//! Every named job carries a *chunk*: the argument bytes are the postcard
+//! encoding of `Vec<A>`, and the result bytes are the postcard encoding of
+//! `Vec<Result<R, String>>`, one entry per item, `Err` holding the panic
+//! message of that item. A single task is a chunk of one. Workers of other
+//! languages follow the same convention with their own serialization.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::worker::panic_message;
+
+/// A function with a name, callable in-process and by name in a worker.
+pub struct Function<A, R> {
+    name: &'static str,
+    f: fn(A) -> R,
+}
+
+impl<A, R> Function<A, R> {
+    /// Names `f`. Names must be unique within a [`Registry`].
+    pub const fn new(name: &'static str, f: fn(A) -> R) -> Self {
+        Function { name, f }
+    }
+    /// The function's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// Calls the function in-process.
+    pub fn call(&self, a: A) -> R {
+        (self.f)(a)
+    }
+    /// The plain function pointer.
+    pub fn as_fn(&self) -> fn(A) -> R {
+        self.f
+    }
+}
+
+impl<A, R> fmt::Debug for Function<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Function({})", self.name)
+    }
+}
+
+/// Serializes a chunk of arguments (the JOB payload of a named function).
+pub fn encode_chunk<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(items).map_err(|e| format!("cannot serialize the arguments: {e}"))
+}
+
+/// Reads the results of a chunk (the DONE payload of a named function).
+pub fn decode_results<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<Result<R, String>>, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
+}
+
+/// Reads the serialized results of a chunk (see [`decode_results`]).
+pub type DecodeResults<R> = fn(&[u8]) -> Result<Vec<Result<R, String>>, String>;
+
+/// A function as a worker runs it: bytes in, bytes out.
+pub trait NamedFunction: Send + Sync {
+    /// The registered name.
+    fn name(&self) -> &'static str;
+    /// Runs the function on every argument of a serialized chunk, catching a
+    /// panic per item; returns the serialized results. `Err` when the
+    /// arguments cannot be decoded or a result cannot be encoded.
+    fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+impl<A, R> NamedFunction for Function<A, R>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
+        let items: Vec<A> = postcard::from_bytes(arguments)
+            .map_err(|e| format!("cannot deserialize the arguments of `{}`: {e}", self.name))?;
+        let results: Vec<Result<R, String>> = items
+            .into_iter()
+            .map(|a| catch_unwind(AssertUnwindSafe(|| (self.f)(a))).map_err(|p| panic_message(&*p)))
+            .collect();
+        postcard::to_stdvec(&results)
+            .map_err(|e| format!("cannot serialize the result of `{}`: {e}", self.name))
+    }
+}
+
+/// The functions a worker can run, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    functions: HashMap<&'static str, &'static dyn NamedFunction>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.functions.keys().collect();
+        names.sort();
+        f.debug_struct("Registry").field("functions", &names).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a function; a second function of the same name is an error.
+    pub fn with(mut self, f: &'static dyn NamedFunction) -> Result<Self, String> {
+        if self.functions.insert(f.name(), f).is_some() {
+            return Err(format!("two functions are registered as `{}`", f.name()));
+        }
+        Ok(self)
+    }
+
+    /// The function registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&'static dyn NamedFunction> {
+        self.functions.get(name).copied()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.functions.keys().copied().collect();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn half(x: u32) -> u32 {
+        assert!(x.is_multiple_of(2), "odd {x}");
+        x / 2
+    }
+    static HALF: Function<u32, u32> = Function::new("half", half);
+
+    #[test]
+    fn chunk_round_trip_with_a_panicking_item() {
+        let r = Registry::new().with(&HALF).unwrap();
+        let out = r.get("half").unwrap().call_chunk(&encode_chunk(&[4u32, 3, 8]).unwrap()).unwrap();
+        let res: Vec<Result<u32, String>> = decode_results(&out).unwrap();
+        assert_eq!(res[0], Ok(2));
+        assert!(res[1].as_ref().unwrap_err().contains("odd 3"));
+        assert_eq!(res[2], Ok(4));
+    }
+
+    #[test]
+    fn bad_arguments_and_duplicates_are_errors() {
+        let r = Registry::new().with(&HALF).unwrap();
+        let e = r.get("half").unwrap().call_chunk(&[0xff, 0xff, 0xff]).unwrap_err();
+        assert!(e.contains("cannot deserialize the arguments of `half`"), "{e}");
+        assert!(r.clone().with(&HALF).unwrap_err().contains("`half`"));
+        assert_eq!(r.names(), vec!["half"]);
+        assert!(r.get("nope").is_none());
+    }
+}
