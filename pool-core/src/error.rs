@@ -31,6 +31,9 @@ pub enum ExitCause {
     /// The worker's channel closed without an exit status (for example a
     /// worker thread that panicked outside a task).
     Vanished(String),
+    /// The worker broke the wire protocol (a malformed, truncated or
+    /// oversized frame) and was dropped.
+    Protocol(String),
 }
 
 impl fmt::Display for ExitCause {
@@ -42,6 +45,7 @@ impl fmt::Display for ExitCause {
             ExitCause::Killed => f.write_str("killed by the pool"),
             ExitCause::Detached => f.write_str("detached"),
             ExitCause::Vanished(why) => write!(f, "vanished: {why}"),
+            ExitCause::Protocol(why) => write!(f, "dropped for breaking the protocol: {why}"),
         }
     }
 }

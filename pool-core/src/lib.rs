@@ -31,6 +31,7 @@ pub mod ids;
 pub mod scheduler;
 pub mod stats;
 pub mod task;
+pub mod wire;
 pub mod worker;
 
 #[cfg(feature = "native")]

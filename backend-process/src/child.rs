@@ -1,0 +1,155 @@
+//! The worker side: what a child process runs when the parent started it.
+//!
+//! The parent passes the connection as fd 3 and describes the worker in the
+//! environment (`SHOAL_WORKER_FD`, `SHOAL_WORKER_ID`, `SHOAL_SHM_THRESHOLD`,
+//! `SHOAL_PIN_CORE`). The worker sends its HELLO, checks the parent's, says
+//! READY, then runs one JOB at a time until STOP (it then says BYE) or until
+//! the socket closes (the parent is gone).
+
+use std::io::{BufWriter, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+
+use shoal_core::backend::{Job, TaskMessage, TaskSink, Work, WorkerSpec};
+use shoal_core::error::{TaskError, TaskErrorKind};
+use shoal_core::function::Registry;
+use shoal_core::wire::{self, FailureKind, Handshake, Message};
+use shoal_core::worker::WorkerRuntime;
+use shoal_core::{TaskId, WorkerId};
+
+use crate::shm;
+
+/// The variable that marks a worker process and holds its connection's fd.
+pub(crate) const ENV_FD: &str = "SHOAL_WORKER_FD";
+/// The worker's id.
+pub(crate) const ENV_ID: &str = "SHOAL_WORKER_ID";
+/// Payloads of at least this many bytes go through shared memory.
+pub(crate) const ENV_SHM: &str = "SHOAL_SHM_THRESHOLD";
+/// The core to pin the worker to.
+pub(crate) const ENV_PIN: &str = "SHOAL_PIN_CORE";
+
+/// Runs this process as a shoal worker if the parent started it as one,
+/// and then exits; returns at once otherwise. Call it first thing in
+/// `main`, with the functions the workers may run.
+pub fn worker_main(registry: &Registry) {
+    let Some(fd) = std::env::var(ENV_FD).ok().and_then(|v| v.parse::<i32>().ok()) else {
+        return;
+    };
+    let code = match run(fd, registry) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shoal worker: {e}");
+            70
+        }
+    };
+    std::process::exit(code);
+}
+
+type Conn = Arc<Mutex<BufWriter<UnixStream>>>;
+
+fn send(conn: &Conn, message: &Message) -> Result<(), String> {
+    let mut w = conn.lock().unwrap_or_else(|e| e.into_inner());
+    wire::write_message(&mut *w, message).map_err(|e| e.to_string())?;
+    w.flush().map_err(|e| e.to_string())
+}
+
+/// The current task's messages and result go out as frames.
+struct ChildSink {
+    task: u64,
+    conn: Conn,
+    shm_threshold: usize,
+    worker: WorkerId,
+}
+
+impl TaskSink for ChildSink {
+    fn message(&self, message: TaskMessage) {
+        let task = self.task;
+        let m = match message {
+            TaskMessage::Progress(fraction) => Message::Progress { task, fraction },
+            TaskMessage::Log(text) => Message::Log { task, text },
+            TaskMessage::Data(data) => Message::Data { task, data },
+        };
+        let _ = send(&self.conn, &m);
+    }
+
+    fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
+        let tag = format!("w{}", self.worker.0);
+        let result = shm::to_payload(bytes, self.shm_threshold, &tag)
+            .map_err(|e| TaskError::serialization(format!("shared memory: {e}")))?;
+        send(&self.conn, &Message::Done { task: self.task, result })
+            .map_err(|e| TaskError::serialization(format!("cannot send the result: {e}")))
+    }
+}
+
+fn run(fd: i32, registry: &Registry) -> Result<(), String> {
+    // SAFETY: the parent passed this fd to us as our end of the connection;
+    // nothing else in this process owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let id: u64 = std::env::var(ENV_ID).ok().and_then(|v| v.parse().ok()).ok_or("no worker id")?;
+    let shm_threshold =
+        std::env::var(ENV_SHM).ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    if let Some(core) = std::env::var(ENV_PIN).ok().and_then(|v| v.parse::<usize>().ok())
+        && let Some(cores) = core_affinity::get_core_ids()
+        && !cores.is_empty()
+    {
+        core_affinity::set_for_current(cores[core % cores.len()]);
+    }
+    let mut reader = std::io::BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let conn: Conn = Arc::new(Mutex::new(BufWriter::new(stream)));
+    let hs = Handshake::worker(id)
+        .pid(std::process::id())
+        .runtime(concat!("rust shoal-process ", env!("CARGO_PKG_VERSION")));
+    send(&conn, &hs.hello())?;
+    let first = wire::read_message(&mut reader, wire::HANDSHAKE_MAX_FRAME).map_err(|e| e.to_string())?;
+    let peer = hs.receive(first).map_err(|e| e.to_string())?;
+    let worker = WorkerId(id);
+    let mut rt =
+        WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None }).with_registry(registry.clone());
+    if let Err(e) = rt.init() {
+        send(&conn, &Message::StartFailed { message: e.clone() })?;
+        return Err(e);
+    }
+    send(&conn, &Message::Ready)?;
+    loop {
+        let message = match wire::read_message(&mut reader, peer.max_frame.max(wire::MIN_MAX_FRAME)) {
+            Ok(m) => m,
+            // The parent is gone: leave quietly.
+            Err(e) if e.is_closed() => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        match message {
+            Message::Job { task, attempt, function, argument } => {
+                let sink = Arc::new(ChildSink { task, conn: conn.clone(), shm_threshold, worker });
+                let outcome = match shm::from_payload(argument, u64::from(u32::MAX)) {
+                    Ok(argument) => rt.run(Job {
+                        task: TaskId(task),
+                        attempt,
+                        work: Work::Named { function, argument },
+                        sink,
+                    }),
+                    Err(e) => Err(TaskError::serialization(e)),
+                };
+                if let Err(e) = outcome {
+                    let (kind, message, traceback) = match e.kind() {
+                        TaskErrorKind::Panic { message, traceback } => {
+                            (FailureKind::Panic, message.clone(), traceback.clone().unwrap_or_default())
+                        }
+                        other => (FailureKind::Serialization, format!("{other:?}"), String::new()),
+                    };
+                    let message = match e.kind() {
+                        TaskErrorKind::Serialization { message } => message.clone(),
+                        _ => message,
+                    };
+                    send(&conn, &Message::Failed { task, kind, message, traceback })?;
+                }
+            }
+            Message::Stop => {
+                rt.exit();
+                send(&conn, &Message::Bye)?;
+                return Ok(());
+            }
+            other => return Err(format!("unexpected {} from the parent", other.kind())),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! shoal's process backend: every worker is a child process, so a task that
+//! crashes (segfault, `exit()`, SIGKILL from outside, out of memory) fails
+//! only itself, and CPU-bound work uses every core whatever the language.
+//!
+//! # Naming functions
+//!
+//! A closure cannot cross into another process, so tasks name their function
+//! with a [`Function`](shoal_core::function::Function). The same call site
+//! runs on the threads backend (a direct call) and here (by name, argument
+//! and result serialized with postcard):
+//!
+//! ```no_run
+//! use shoal_core::Pool;
+//! use shoal_core::function::{Function, Registry};
+//! use shoal_process::Process;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//! static SQUARE: Function<u64, u64> = Function::new("square", square);
+//!
+//! fn registry() -> Registry {
+//!     Registry::new().with(&SQUARE).unwrap()
+//! }
+//!
+//! fn main() {
+//!     // First line of main: in a worker process this runs the worker and
+//!     // never returns; in the parent it returns at once.
+//!     shoal_process::worker_main(&registry());
+//!
+//!     let pool = Pool::builder().workers(4).build(Process::new()).unwrap();
+//!     assert_eq!(pool.map_fn(&SQUARE, 0..10u64).unwrap()[3], 9);
+//! }
+//! ```
+//!
+//! By default a worker re-executes the current program ([`Process::new`]);
+//! [`Process::program`] runs another executable instead, which calls
+//! [`worker_main`] with its own registry (this crate's
+//! `shoal-testkit-worker` is one).
+//!
+//! # What the parent does
+//!
+//! Each worker is a child connected by a Unix socket pair (the child's end
+//! is its fd 3) speaking [`shoal_core::wire`]. The parent runs a writer and
+//! a reader thread per worker: the writer sends jobs, so a slow or stuck
+//! child never blocks the pool's dispatcher; the reader turns frames into
+//! results, messages and reports. Payloads above
+//! [`Process::shm_threshold`] travel through shared-memory files instead of
+//! the socket. When the socket closes, the reader reaps the child and
+//! reports how it ended: exit code or signal, pid, worker id. A malformed
+//! frame drops the worker (`ExitCause::Protocol`). `kill` (task timeout,
+//! cancel, terminate) sends SIGTERM, then SIGKILL after the grace period.
+//! Children die with the parent: they get `PR_SET_PDEATHSIG` (Linux) and
+//! exit on the socket's EOF.
+
+mod child;
+mod shm;
+mod supervisor;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_core::backend::{Backend, ReportSink, WorkKind, Worker, WorkerSpec};
+
+pub use child::worker_main;
+
+/// Where a worker's stdout and stderr go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// To the parent's stdout and stderr.
+    #[default]
+    Inherit,
+    /// Discarded.
+    Null,
+    /// Read by the parent; each line becomes a `Log` message of the task
+    /// running on that worker (`"[stdout] ..."`, `"[stderr] ..."`).
+    Capture,
+}
+
+/// Changes the command of one worker before it starts (environment,
+/// working directory, arguments ...).
+pub type Configure = Arc<dyn Fn(shoal_core::WorkerId, &mut std::process::Command) + Send + Sync>;
+
+/// The process backend and its options.
+#[derive(Clone)]
+pub struct Process {
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) current_dir: Option<PathBuf>,
+    pub(crate) configure: Option<Configure>,
+    pub(crate) output: Output,
+    pub(crate) pin: bool,
+    pub(crate) grace: Duration,
+    pub(crate) shm_threshold: usize,
+    pub(crate) max_frame: u32,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("program", &self.program)
+            .field("output", &self.output)
+            .field("pin", &self.pin)
+            .field("grace", &self.grace)
+            .field("shm_threshold", &self.shm_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Process {
+            program: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            current_dir: None,
+            configure: None,
+            output: Output::Inherit,
+            pin: false,
+            grace: Duration::from_millis(500),
+            shm_threshold: 256 * 1024,
+            max_frame: shoal_core::wire::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl Process {
+    /// Workers re-execute the current program, which must call
+    /// [`worker_main`] first thing in `main`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Workers run this executable instead (it calls [`worker_main`]).
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
+    /// Extra command-line arguments for every worker.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for every worker.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The working directory of every worker.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Adjusts each worker's command (per-worker environment, directory,
+    /// arguments); runs in the parent before the worker starts.
+    pub fn configure(
+        mut self,
+        f: impl Fn(shoal_core::WorkerId, &mut std::process::Command) + Send + Sync + 'static,
+    ) -> Self {
+        self.configure = Some(Arc::new(f));
+        self
+    }
+
+    /// Where workers' stdout and stderr go.
+    pub fn output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Pins worker `i` to CPU core `i mod cores`.
+    pub fn pin_cores(mut self, on: bool) -> Self {
+        self.pin = on;
+        self
+    }
+
+    /// How long a worker gets between SIGTERM and SIGKILL.
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.grace = d;
+        self
+    }
+
+    /// Payloads of at least this many bytes travel through shared memory.
+    pub fn shm_threshold(mut self, bytes: usize) -> Self {
+        self.shm_threshold = bytes;
+        self
+    }
+
+    /// The largest frame accepted from a worker (a bigger one drops it).
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+}
+
+impl Backend for Process {
+    fn name(&self) -> &str {
+        "process"
+    }
+
+    fn accepts(&self, kind: WorkKind) -> bool {
+        kind == WorkKind::Named
+    }
+
+    fn start_worker(
+        &mut self,
+        spec: WorkerSpec,
+        reports: Arc<dyn ReportSink>,
+    ) -> Result<Box<dyn Worker>, String> {
+        if spec.init.is_some() || spec.exit.is_some() {
+            return Err("worker_init and worker_exit closures cannot run in worker processes; \
+                 the process backend runs named functions only"
+                .to_string());
+        }
+        supervisor::start(self, spec.id, reports).map(|w| Box::new(w) as Box<dyn Worker>)
+    }
+}
