@@ -36,6 +36,14 @@ pub fn worker_main(registry: &Registry) {
     let Some(fd) = std::env::var(ENV_FD).ok().and_then(|v| v.parse::<i32>().ok()) else {
         return;
     };
+    // A task's panic travels to the parent as its error; print only panics
+    // outside tasks.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if shoal_core::task::task_id().is_none() {
+            default_hook(info);
+        }
+    }));
     let code = match run(fd, registry) {
         Ok(()) => 0,
         Err(e) => {
@@ -101,18 +109,20 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
         .pid(std::process::id())
         .runtime(concat!("rust shoal-process ", env!("CARGO_PKG_VERSION")));
     send(&conn, &hs.hello())?;
-    let first = wire::read_message(&mut reader, wire::HANDSHAKE_MAX_FRAME).map_err(|e| e.to_string())?;
+    let first =
+        wire::read_message(&mut reader, wire::HANDSHAKE_MAX_FRAME).map_err(|e| e.to_string())?;
     let peer = hs.receive(first).map_err(|e| e.to_string())?;
     let worker = WorkerId(id);
-    let mut rt =
-        WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None }).with_registry(registry.clone());
+    let mut rt = WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None })
+        .with_registry(registry.clone());
     if let Err(e) = rt.init() {
         send(&conn, &Message::StartFailed { message: e.clone() })?;
         return Err(e);
     }
     send(&conn, &Message::Ready)?;
     loop {
-        let message = match wire::read_message(&mut reader, peer.max_frame.max(wire::MIN_MAX_FRAME)) {
+        let message = match wire::read_message(&mut reader, peer.max_frame.max(wire::MIN_MAX_FRAME))
+        {
             Ok(m) => m,
             // The parent is gone: leave quietly.
             Err(e) if e.is_closed() => return Ok(()),
@@ -132,9 +142,11 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
                 };
                 if let Err(e) = outcome {
                     let (kind, message, traceback) = match e.kind() {
-                        TaskErrorKind::Panic { message, traceback } => {
-                            (FailureKind::Panic, message.clone(), traceback.clone().unwrap_or_default())
-                        }
+                        TaskErrorKind::Panic { message, traceback } => (
+                            FailureKind::Panic,
+                            message.clone(),
+                            traceback.clone().unwrap_or_default(),
+                        ),
                         other => (FailureKind::Serialization, format!("{other:?}"), String::new()),
                     };
                     let message = match e.kind() {

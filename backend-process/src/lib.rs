@@ -56,6 +56,8 @@
 mod child;
 mod shm;
 mod supervisor;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

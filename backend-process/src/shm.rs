@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn hostile_segments_are_refused() {
-        let e = from_payload(Payload::Shm { name: "../etc/passwd".into(), len: 1 }, 10).unwrap_err();
+        let e =
+            from_payload(Payload::Shm { name: "../etc/passwd".into(), len: 1 }, 10).unwrap_err();
         assert!(e.contains("shoal-"), "{e}");
         let p = to_payload(vec![1; 50], 10, "t").unwrap();
         let Payload::Shm { name, .. } = &p else { panic!() };

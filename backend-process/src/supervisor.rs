@@ -63,7 +63,11 @@ impl Shared {
 
     fn take_current(&self, task: u64) -> Option<Arc<dyn TaskSink>> {
         let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if cur.as_ref().is_some_and(|(t, _)| t.0 == task) { cur.take().map(|(_, s)| s) } else { None }
+        if cur.as_ref().is_some_and(|(t, _)| t.0 == task) {
+            cur.take().map(|(_, s)| s)
+        } else {
+            None
+        }
     }
 }
 
@@ -107,7 +111,9 @@ pub(crate) fn start(
     let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let program = match &cfg.program {
         Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| format!("cannot find the current program: {e}"))?,
+        None => {
+            std::env::current_exe().map_err(|e| format!("cannot find the current program: {e}"))?
+        }
     };
     let mut cmd = Command::new(&program);
     cmd.args(&cfg.args)
@@ -217,7 +223,8 @@ fn writer(stream: UnixStream, rx: Receiver<Outgoing>, shared: Arc<Shared>, thres
         .pid(std::process::id())
         .runtime(concat!("rust shoal-process ", env!("CARGO_PKG_VERSION")))
         .hello();
-    if wire::write_message(&mut out, &hello).and_then(|()| out.flush().map_err(Into::into)).is_err() {
+    if wire::write_message(&mut out, &hello).and_then(|()| out.flush().map_err(Into::into)).is_err()
+    {
         return;
     }
     while let Ok(msg) = shoal_core::wait::recv(&rx, None) {
@@ -243,7 +250,8 @@ fn writer(stream: UnixStream, rx: Receiver<Outgoing>, shared: Arc<Shared>, thres
                 Message::Job { task: task.0, attempt, function, argument }
             }
         };
-        let sent = wire::write_message(&mut out, &frame).and_then(|()| out.flush().map_err(Into::into));
+        let sent =
+            wire::write_message(&mut out, &frame).and_then(|()| out.flush().map_err(Into::into));
         if sent.is_err() {
             // The worker is gone; the reader reports it. A segment it will
             // never read is removed.
@@ -386,13 +394,17 @@ fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u3
                         Ok(()) => WorkerReport::Done(shared.id, TaskId(task)),
                         Err(e) => WorkerReport::Failed(shared.id, TaskId(task), e),
                     },
-                    Err(e) => WorkerReport::Failed(shared.id, TaskId(task), TaskError::serialization(e)),
+                    Err(e) => {
+                        WorkerReport::Failed(shared.id, TaskId(task), TaskError::serialization(e))
+                    }
                 };
                 shared.reports.report(report);
             }
             Message::Failed { task, kind, message, traceback } => {
                 if shared.take_current(task).is_none() {
-                    return Ended::Protocol(format!("FAILED for task {task}, which is not running"));
+                    return Ended::Protocol(format!(
+                        "FAILED for task {task}, which is not running"
+                    ));
                 }
                 let err = match kind {
                     FailureKind::Panic => TaskError::new(TaskErrorKind::Panic {

@@ -1,0 +1,93 @@
+//! Functions that crash their worker on purpose, for the crash tests of this
+//! crate and of other process backends (feature `testkit`).
+
+use std::time::Duration;
+
+use shoal_core::function::{Function, NamedFunction, Registry};
+use shoal_core::task;
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+fn segfault(_: ()) {
+    // SAFETY: restoring the default disposition (Rust's runtime handles
+    // SIGSEGV for stack overflows) and raising the signal have no
+    // preconditions.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+}
+fn pid_then_sleep(ms: u64) -> u32 {
+    task::log(format!("pid {}", std::process::id()));
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+fn ignore_term_then_sleep(ms: u64) {
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    task::log(format!("pid {}", std::process::id()));
+    std::thread::sleep(Duration::from_millis(ms));
+}
+fn garbage(_: ()) {
+    // A frame header claiming 4 GiB, straight onto the connection (fd 3).
+    let bytes = [0xffu8, 0xff, 0xff, 0xff, 0x23];
+    // SAFETY: writes from a valid buffer to the connection's fd.
+    unsafe { libc::write(3, bytes.as_ptr().cast(), bytes.len()) };
+    std::thread::sleep(Duration::from_secs(5));
+}
+fn exit_once(marker: String) -> u32 {
+    if std::fs::metadata(&marker).is_err() {
+        let _ = std::fs::write(&marker, b"crashed once");
+        std::process::exit(9);
+    }
+    7
+}
+fn exit_soon(x: u64) -> u64 {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::process::exit(0);
+    });
+    x
+}
+fn square_pid(x: u64) -> (u64, u32) {
+    (x * x, std::process::id())
+}
+
+/// Exits the worker with this code.
+pub static EXIT: Function<i32, ()> = Function::new("crash.exit", exit_with);
+/// Segfaults (SIGSEGV).
+pub static SEGFAULT: Function<(), ()> = Function::new("crash.segfault", segfault);
+/// Logs `pid N`, sleeps, returns the pid.
+pub static PID_THEN_SLEEP: Function<u64, u32> =
+    Function::new("crash.pid_then_sleep", pid_then_sleep);
+/// Ignores SIGTERM, logs `pid N`, sleeps.
+pub static IGNORE_TERM: Function<u64, ()> =
+    Function::new("crash.ignore_term", ignore_term_then_sleep);
+/// Writes a malformed frame onto its connection.
+pub static GARBAGE: Function<(), ()> = Function::new("crash.garbage", garbage);
+/// Exits the worker the first time (creating the marker file), returns 7
+/// after.
+pub static EXIT_ONCE: Function<String, u32> = Function::new("crash.exit_once", exit_once);
+/// Returns its argument, and the worker exits right after.
+pub static EXIT_SOON: Function<u64, u64> = Function::new("crash.exit_soon", exit_soon);
+/// `(x * x, pid)`.
+pub static SQUARE_PID: Function<u64, (u64, u32)> = Function::new("crash.square_pid", square_pid);
+
+/// The conformance suite's functions plus the crashing ones.
+pub fn registry() -> Registry {
+    let crash: [&'static dyn NamedFunction; 8] = [
+        &EXIT,
+        &SEGFAULT,
+        &PID_THEN_SLEEP,
+        &IGNORE_TERM,
+        &GARBAGE,
+        &EXIT_ONCE,
+        &EXIT_SOON,
+        &SQUARE_PID,
+    ];
+    crash
+        .into_iter()
+        .try_fold(shoal_core::testkit::registry(), |r, f| r.with(f))
+        .expect("distinct names")
+}
