@@ -272,8 +272,16 @@ impl Group<'_> {
     }
 }
 
+/// Sort key: known names in their order; a variant such as `W1-chunked` or
+/// `rayon-spawn` right after its base name; unknown names last, by name.
 fn order_key<'a>(name: &'a str, order: &[&str]) -> (usize, &'a str) {
-    (order.iter().position(|known| *known == name).unwrap_or(order.len()), name)
+    let exact = order.iter().position(|known| *known == name);
+    let variant = || {
+        order.iter().position(|known| {
+            name.strip_prefix(known).is_some_and(|rest| rest.starts_with(['-', '_', '/']))
+        })
+    };
+    (exact.or_else(variant).unwrap_or(order.len()), name)
 }
 
 /// Groups the measurements, known groups and implementations first.

@@ -203,6 +203,34 @@ fn text_table_is_aligned() {
 }
 
 #[test]
+fn variants_sort_next_to_their_base() {
+    let m = |group: &str, implementation: &str| Measurement {
+        group: group.into(),
+        implementation: implementation.into(),
+        median_ns: 1.0,
+        mean_ns: None,
+        throughput: None,
+    };
+    let measurements = [
+        m("zeta", "serial"),
+        m("W2-chunk4", "serial"),
+        m("W1-chunked", "rayon-spawn"),
+        m("W1-chunked", "threads-plugin"),
+        m("W1-chunked", "aaa"),
+        m("W1-chunked", "rayon"),
+        m("W1-chunked", "threads"),
+        m("W2", "serial"),
+        m("W1", "serial"),
+    ];
+    let groups = groups(&measurements);
+    let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+    assert_eq!(names, ["W1", "W1-chunked", "W2", "W2-chunk4", "zeta"]);
+    let rows: Vec<&str> =
+        groups[1].rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
+    assert_eq!(rows, ["rayon", "rayon-spawn", "threads", "threads-plugin", "aaa"]);
+}
+
+#[test]
 fn memory_rows_report_growth() {
     let memory = [
         probe("threads", 100_000, 2000),
