@@ -94,6 +94,10 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     // SAFETY: the parent passed this fd to us as our end of the connection;
     // nothing else in this process owns it.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // Programs this worker starts (nested pools, subprocesses of tasks) must
+    // not inherit its connection.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     let id: u64 = std::env::var(ENV_ID).ok().and_then(|v| v.parse().ok()).ok_or("no worker id")?;
     let shm_threshold =
         std::env::var(ENV_SHM).ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);

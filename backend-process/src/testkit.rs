@@ -50,6 +50,23 @@ fn exit_soon(x: u64) -> u64 {
     });
     x
 }
+fn nested_sum(n: u64) -> u64 {
+    // A pool inside a worker: its workers re-execute this worker program.
+    let pool = shoal_core::Pool::builder().workers(2).build(crate::Process::new()).unwrap();
+    pool.map_fn(&shoal_core::testkit::SQUARE, 0..n).unwrap().into_iter().sum()
+}
+fn env_report(_: ()) -> (String, String, String) {
+    (
+        std::env::var("SHOAL_TEST_GLOBAL").unwrap_or_default(),
+        std::env::var("SHOAL_TEST_WORKER").unwrap_or_default(),
+        std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
+    )
+}
+fn print_then_sleep(ms: u64) {
+    println!("hello from a worker");
+    eprintln!("and from its stderr");
+    std::thread::sleep(Duration::from_millis(ms));
+}
 fn square_pid(x: u64) -> (u64, u32) {
     (x * x, std::process::id())
 }
@@ -71,12 +88,23 @@ pub static GARBAGE: Function<(), ()> = Function::new("crash.garbage", garbage);
 pub static EXIT_ONCE: Function<String, u32> = Function::new("crash.exit_once", exit_once);
 /// Returns its argument, and the worker exits right after.
 pub static EXIT_SOON: Function<u64, u64> = Function::new("crash.exit_soon", exit_soon);
+/// Sums `x * x` for `x < n` on a pool of its own (nested pools).
+pub static NESTED_SUM: Function<u64, u64> = Function::new("crash.nested_sum", nested_sum);
+/// `SHOAL_TEST_GLOBAL`, `SHOAL_TEST_WORKER` and the working directory.
+pub static ENV_REPORT: Function<(), (String, String, String)> =
+    Function::new("crash.env_report", env_report);
+/// Prints a line to stdout and one to stderr, then sleeps.
+pub static PRINT_THEN_SLEEP: Function<u64, ()> =
+    Function::new("crash.print_then_sleep", print_then_sleep);
 /// `(x * x, pid)`.
 pub static SQUARE_PID: Function<u64, (u64, u32)> = Function::new("crash.square_pid", square_pid);
 
 /// The conformance suite's functions plus the crashing ones.
 pub fn registry() -> Registry {
-    let crash: [&'static dyn NamedFunction; 8] = [
+    let crash: [&'static dyn NamedFunction; 11] = [
+        &NESTED_SUM,
+        &ENV_REPORT,
+        &PRINT_THEN_SLEEP,
         &EXIT,
         &SEGFAULT,
         &PID_THEN_SLEEP,

@@ -1,0 +1,76 @@
+//! Worker options: nested pools, per-worker environment and directory,
+//! captured output, large payloads through shared memory.
+
+use std::time::Duration;
+
+use shoal_core::testkit::SQUARE;
+use shoal_core::{Message, Pool};
+use shoal_process::testkit::{ENV_REPORT, NESTED_SUM, PRINT_THEN_SLEEP};
+use shoal_process::{Output, Process};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_shoal-testkit-worker");
+
+#[test]
+fn a_task_may_create_its_own_pool() {
+    let pool = Pool::builder().workers(1).build(Process::new().program(WORKER)).unwrap();
+    let sum = pool.submit_fn(&NESTED_SUM, 10).unwrap().wait().unwrap();
+    assert_eq!(sum, (0..10u64).map(|x| x * x).sum::<u64>());
+}
+
+#[test]
+fn large_payloads_round_trip_through_shared_memory() {
+    // 1 MiB arguments with a 64 KiB threshold take the shared-memory path
+    // both ways (the testkit's SQUARE is too small, so use map_fn on many
+    // items at once: a chunk of 200k u64 is 1.6 MB of postcard).
+    let backend = Process::new().program(WORKER).shm_threshold(64 * 1024);
+    let pool = Pool::builder().workers(2).build(backend).unwrap();
+    let out = pool.batch().chunksize(200_000).map_fn(&SQUARE, 0..400_000u64).unwrap();
+    assert_eq!(out.len(), 400_000);
+    assert_eq!(out[399_999], 399_999u64 * 399_999);
+    let leftovers = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("shoal-{}-", std::process::id()))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "every segment was unlinked by its reader");
+}
+
+#[test]
+fn per_worker_environment_and_directory() {
+    let dir = std::env::temp_dir();
+    let backend =
+        Process::new().program(WORKER).env("SHOAL_TEST_GLOBAL", "g").current_dir(&dir).configure(
+            |id, cmd| {
+                cmd.env("SHOAL_TEST_WORKER", format!("w{}", id.0));
+            },
+        );
+    let pool = Pool::builder().workers(1).build(backend).unwrap();
+    let (global, worker, cwd) = pool.submit_fn(&ENV_REPORT, ()).unwrap().wait().unwrap();
+    assert_eq!(global, "g");
+    assert_eq!(worker, "w0");
+    assert_eq!(std::path::Path::new(&cwd).canonicalize().unwrap(), dir.canonicalize().unwrap());
+}
+
+#[test]
+fn captured_output_becomes_log_messages_of_the_task() {
+    let backend = Process::new().program(WORKER).output(Output::Capture);
+    let pool = Pool::builder().workers(1).build(backend).unwrap();
+    let h = pool.submit_fn(&PRINT_THEN_SLEEP, 30_000).unwrap();
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        match h.next_message(Some(Duration::from_secs(20))) {
+            Some(Message::Log(l)) if l == "[stdout] hello from a worker" => seen.0 = true,
+            Some(Message::Log(l)) if l == "[stderr] and from its stderr" => seen.1 = true,
+            Some(Message::Done(_)) | Some(Message::Failed(_)) | None => panic!("no output seen"),
+            Some(_) => {}
+        }
+    }
+    h.cancel();
+    assert!(h.wait().unwrap_err().is_cancelled());
+}
