@@ -36,14 +36,7 @@ pub fn worker_main(registry: &Registry) {
     let Some(fd) = std::env::var(ENV_FD).ok().and_then(|v| v.parse::<i32>().ok()) else {
         return;
     };
-    // A task's panic travels to the parent as its error; print only panics
-    // outside tasks.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if shoal_core::task::task_id().is_none() {
-            default_hook(info);
-        }
-    }));
+    quiet_task_panics();
     let code = match run(fd, registry) {
         Ok(()) => 0,
         Err(e) => {
@@ -52,6 +45,17 @@ pub fn worker_main(registry: &Registry) {
         }
     };
     std::process::exit(code);
+}
+
+/// A task's panic travels to the parent as its error: print only panics
+/// outside tasks.
+pub(crate) fn quiet_task_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if shoal_core::task::task_id().is_none() {
+            default_hook(info);
+        }
+    }));
 }
 
 type Conn = Arc<Mutex<BufWriter<UnixStream>>>;

@@ -54,6 +54,7 @@
 //! exit on the socket's EOF.
 
 mod child;
+pub mod library;
 mod shm;
 mod supervisor;
 #[cfg(feature = "testkit")]

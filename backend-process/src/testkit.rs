@@ -119,3 +119,12 @@ pub fn registry() -> Registry {
         .try_fold(shoal_core::testkit::registry(), |r, f| r.with(f))
         .expect("distinct names")
 }
+
+crate::export_functions!(
+    testkit_square = shoal_core::testkit::SQUARE,
+    testkit_fail_on_13 = shoal_core::testkit::FAIL_ON_13,
+    testkit_worker_of = shoal_core::testkit::WORKER_OF,
+    testkit_sleep_ms = shoal_core::testkit::SLEEP_MS,
+    testkit_bad_result = shoal_core::testkit::BAD_RESULT,
+    testkit_takes_bad = shoal_core::testkit::TAKES_BAD,
+);

@@ -116,10 +116,16 @@ where
     }
 }
 
+/// Finds functions the registry does not list (for example symbols of a
+/// shared library, looked up on first use).
+pub type Resolver =
+    std::sync::Arc<dyn Fn(&str) -> Option<&'static dyn NamedFunction> + Send + Sync>;
+
 /// The functions a worker can run, by name.
 #[derive(Default, Clone)]
 pub struct Registry {
     functions: HashMap<&'static str, &'static dyn NamedFunction>,
+    resolver: Option<Resolver>,
 }
 
 impl fmt::Debug for Registry {
@@ -144,9 +150,15 @@ impl Registry {
         Ok(self)
     }
 
-    /// The function registered as `name`.
+    /// Asks `resolver` for names the registry does not list.
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// The function registered as `name`, or found by the resolver.
     pub fn get(&self, name: &str) -> Option<&'static dyn NamedFunction> {
-        self.functions.get(name).copied()
+        self.functions.get(name).copied().or_else(|| self.resolver.as_ref().and_then(|r| r(name)))
     }
 
     /// The registered names, sorted.

@@ -76,6 +76,31 @@ pub fn with_state<S: 'static, R>(f: impl FnOnce(&mut S) -> R) -> Option<R> {
     })
 }
 
+/// Runs `f` as task `task` of `worker`, with `sink` receiving its messages,
+/// then restores the previous context. For code that runs tasks with its
+/// own copy of this crate (a shared library of task functions, a plugin):
+/// each copy has its own thread-locals, so the copy that calls the task
+/// function must set them.
+#[doc(hidden)]
+pub fn run_as<R>(
+    worker: WorkerId,
+    task: TaskId,
+    sink: Arc<dyn TaskSink>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<Current>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev =
+        CURRENT.with(|c| c.borrow_mut().replace(Current { worker, task: Some((task, sink)) }));
+    let _restore = Restore(prev);
+    f()
+}
+
 /// Marks this thread as `worker` (for `worker_init` and between tasks).
 pub(crate) fn enter_worker(worker: WorkerId) {
     CURRENT.with(|c| *c.borrow_mut() = Some(Current { worker, task: None }));
