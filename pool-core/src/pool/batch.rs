@@ -594,8 +594,7 @@ where
                         self.alive.clone(),
                         named.decode,
                     );
-                    let work =
-                        WorkSource::Named { function: named.function, argument: Arc::new(bytes) };
+                    let work = WorkSource::Named { function: named.function, argument: bytes };
                     // SAFETY: named chunks exist only for `'static` items
                     // and results (`engine_for`'s bounds).
                     let end_dyn = unsafe { erase_end(end.clone()) };

@@ -32,7 +32,7 @@ pub(crate) enum WorkSource {
     /// Can run again for a retry.
     Repeat(Arc<dyn Fn() + Send + Sync>),
     /// A named function and its serialized chunk of arguments.
-    Named { function: &'static str, argument: Arc<Vec<u8>> },
+    Named { function: &'static str, argument: Vec<u8> },
 }
 
 pub(crate) struct Submission {
@@ -109,6 +109,8 @@ impl Latch {
 struct TaskEntry {
     work: WorkSource,
     end: Arc<dyn TaskEnd>,
+    /// Attempts allowed (retries + 1): the last one may take the argument.
+    attempts: u32,
 }
 
 pub(crate) struct Hooks {
@@ -200,7 +202,8 @@ impl Driver {
         match msg {
             Msg::Submit(s) => {
                 let id = s.id;
-                self.tasks.insert(id, TaskEntry { work: s.work, end: s.end });
+                let attempts = s.options.retries.saturating_add(1);
+                self.tasks.insert(id, TaskEntry { work: s.work, end: s.end, attempts });
                 if !self.sched.submit(id, s.options, now)
                     && let Some(e) = self.tasks.remove(&id)
                 {
@@ -301,8 +304,14 @@ impl Driver {
                 Work::Local(Box::new(move || f()))
             }
             WorkSource::Named { function, argument } => {
-                // Kept for a retry; the worker gets a copy.
-                Work::Named { function: function.to_string(), argument: argument.to_vec() }
+                // The last attempt takes the bytes; earlier ones copy them
+                // so that a retry has them.
+                let argument = if attempt >= entry.attempts {
+                    std::mem::take(argument)
+                } else {
+                    argument.clone()
+                };
+                Work::Named { function: function.to_string(), argument }
             }
         };
         entry.end.started(worker);

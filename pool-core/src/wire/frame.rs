@@ -312,7 +312,10 @@ mod tests {
         assert_eq!((got, end), (vec![m.clone()], Ok(())));
         let (got, end) = decode_in_steps(&mut FrameDecoder::new(body - 1), &stream, 1);
         assert!(got.is_empty());
-        assert_eq!(end, Err(WireError::TooLarge { len: u64::from(body), max: u64::from(body - 1) }));
+        assert_eq!(
+            end,
+            Err(WireError::TooLarge { len: u64::from(body), max: u64::from(body - 1) })
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub struct Splits {
 impl Splits {
     /// The splits for this selector byte.
     pub fn new(selector: u8) -> Self {
-        Splits { state: 0x9e37_79b9 ^ ((u32::from(selector) << 8) | 1), max: 1 << (selector & 0x0f) }
+        Splits {
+            state: 0x9e37_79b9 ^ ((u32::from(selector) << 8) | 1),
+            max: 1 << (selector & 0x0f),
+        }
     }
 
     /// The next chunk size.

@@ -1,10 +1,10 @@
 //! The handshake (README.md, "Handshake"): each side sends one HELLO, reads
 //! the peer's, and checks magic, version, role, worker id and limits.
 
-use super::error::WireError;
-use super::message::{Hello, Message, Role};
 #[cfg(doc)]
 use super::HANDSHAKE_MAX_FRAME;
+use super::error::WireError;
+use super::message::{Hello, Message, Role};
 use super::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME, VERSION_MAJOR, VERSION_MINOR};
 
 /// The longest `runtime` text [`Handshake::runtime`] sends.
@@ -122,7 +122,9 @@ impl Handshake {
     pub fn receive(self, message: Message) -> Result<PeerInfo, WireError> {
         let theirs = match message {
             Message::Hello(hello) => hello,
-            other => return Err(WireError::UnexpectedMessage { expected: "HELLO", got: other.kind() }),
+            other => {
+                return Err(WireError::UnexpectedMessage { expected: "HELLO", got: other.kind() });
+            }
         };
         if theirs.major != self.ours.major {
             return Err(WireError::VersionMismatch {
@@ -141,7 +143,10 @@ impl Handshake {
             });
         }
         if theirs.max_frame < MIN_MAX_FRAME {
-            return Err(WireError::MaxFrameTooSmall { value: theirs.max_frame, min: MIN_MAX_FRAME });
+            return Err(WireError::MaxFrameTooSmall {
+                value: theirs.max_frame,
+                min: MIN_MAX_FRAME,
+            });
         }
         Ok(PeerInfo {
             role: theirs.role,
@@ -206,10 +211,7 @@ mod tests {
         (theirs.major, theirs.minor) = (2, 3);
         let e = Handshake::parent(1).receive(Message::Hello(theirs)).unwrap_err();
         assert_eq!(e, WireError::VersionMismatch { ours: (1, 0), theirs: (2, 3) });
-        assert_eq!(
-            e.to_string(),
-            "protocol version mismatch: we speak 1.0, the peer speaks 2.3"
-        );
+        assert_eq!(e.to_string(), "protocol version mismatch: we speak 1.0, the peer speaks 2.3");
     }
 
     #[test]

@@ -21,7 +21,10 @@ pub const READ_STEP: usize = 64 * 1024;
 /// End of stream before the first header byte is [`WireError::Closed`];
 /// anywhere else it is [`WireError::Truncated`]. `Interrupted` reads are
 /// retried; other I/O errors are returned as [`WireError::Io`].
-pub fn read_message<R: Read + ?Sized>(reader: &mut R, max_frame: u32) -> Result<Message, WireError> {
+pub fn read_message<R: Read + ?Sized>(
+    reader: &mut R,
+    max_frame: u32,
+) -> Result<Message, WireError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header)?;
     if got == 0 {
@@ -81,7 +84,10 @@ fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> Result<usize, 
 
 /// Encodes one message and writes the whole frame with one `write_all`. It
 /// does not flush. Errors are those of [`encode`] and the writer's.
-pub fn write_message<W: Write + ?Sized>(writer: &mut W, message: &Message) -> Result<(), WireError> {
+pub fn write_message<W: Write + ?Sized>(
+    writer: &mut W,
+    message: &Message,
+) -> Result<(), WireError> {
     let mut frame = Vec::new();
     encode(message, &mut frame)?;
     writer.write_all(&frame)?;

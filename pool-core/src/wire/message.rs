@@ -429,11 +429,14 @@ pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
             argument: Payload::read(&mut f, "JOB.argument tag", "JOB.argument")?,
         },
         Kind::Stop => Message::Stop,
-        Kind::Progress => {
-            Message::Progress { task: f.u64("PROGRESS.task")?, fraction: f.f32("PROGRESS.fraction")? }
-        }
+        Kind::Progress => Message::Progress {
+            task: f.u64("PROGRESS.task")?,
+            fraction: f.f32("PROGRESS.fraction")?,
+        },
         Kind::Log => Message::Log { task: f.u64("LOG.task")?, text: f.str("LOG.text")? },
-        Kind::Data => Message::Data { task: f.u64("DATA.task")?, data: f.bytes("DATA.data")?.to_vec() },
+        Kind::Data => {
+            Message::Data { task: f.u64("DATA.task")?, data: f.bytes("DATA.data")?.to_vec() }
+        }
         Kind::Done => Message::Done {
             task: f.u64("DONE.task")?,
             result: Payload::read(&mut f, "DONE.result tag", "DONE.result")?,

@@ -78,18 +78,12 @@ fn every_decoding_error_is_reported() {
     };
     let cases: Vec<(Vec<u8>, WireError)> = vec![
         (vec![], WireError::Closed),
-        (
-            vec![1, 0],
-            WireError::Truncated { field: "frame header", needed: 4, available: 2 },
-        ),
+        (vec![1, 0], WireError::Truncated { field: "frame header", needed: 4, available: 2 }),
         (
             vec![9, 0, 0, 0, 0x21],
             WireError::Truncated { field: "frame body", needed: 9, available: 1 },
         ),
-        (
-            frame(&[0x21, 1, 2]),
-            WireError::Truncated { field: "LOG.task", needed: 8, available: 2 },
-        ),
+        (frame(&[0x21, 1, 2]), WireError::Truncated { field: "LOG.task", needed: 8, available: 2 }),
         (vec![0, 0, 0, 0], WireError::EmptyFrame),
         (
             vec![0xff, 0xff, 0xff, 0xff],
@@ -102,10 +96,7 @@ fn every_decoding_error_is_reported() {
         ),
         (frame(&[0x03, 1, 0, 0, 0, 0xff]), WireError::BadUtf8 { field: "START_FAILED.message" }),
         (frame(&[0x11, 0]), WireError::TrailingBytes { kind: Kind::Stop, count: 1 }),
-        (
-            frame(&[0x23, 1, 0, 0, 0, 0, 0, 0, 0, 9]),
-            WireError::UnknownPayloadTag(9),
-        ),
+        (frame(&[0x23, 1, 0, 0, 0, 0, 0, 0, 0, 9]), WireError::UnknownPayloadTag(9)),
         (
             frame(&[0x23, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, b'x', 0, 0, 0, 0, 0, 0, 0, 0]),
             WireError::BadShmName { reason: "does not start with `shoal-`" },
@@ -149,6 +140,7 @@ fn shm_names_are_single_shoal_file_names() {
 }
 
 #[test]
+#[cfg(target_pointer_width = "64")]
 fn encode_refuses_a_body_over_4_gib() {
     // vec![0; n] maps zeroed pages lazily: the 4 GiB are never touched,
     // since encode checks body_len before it writes anything.
@@ -160,8 +152,7 @@ fn encode_refuses_a_body_over_4_gib() {
         Err(WireError::TooLarge { len: 1 + 8 + 4 + (1 << 32), max: u64::from(u32::MAX) })
     );
     assert_eq!(out, [0xaa], "out is left as it was");
-    let bad_name =
-        Message::Done { task: 1, result: Payload::Shm { name: "../x".into(), len: 1 } };
+    let bad_name = Message::Done { task: 1, result: Payload::Shm { name: "../x".into(), len: 1 } };
     assert!(matches!(encode(&bad_name, &mut out), Err(WireError::BadShmName { .. })));
     assert_eq!(out, [0xaa]);
 }
@@ -169,7 +160,10 @@ fn encode_refuses_a_body_over_4_gib() {
 #[test]
 fn errors_display_what_happened() {
     let e = WireError::BadLength { field: "LOG.text", len: 100, available: 3 };
-    assert_eq!(e.to_string(), "bad length: `LOG.text` claims 100 bytes but 3 are left in the frame");
+    assert_eq!(
+        e.to_string(),
+        "bad length: `LOG.text` claims 100 bytes but 3 are left in the frame"
+    );
     let e = WireError::TooLarge { len: 60 << 20, max: 4096 };
     assert_eq!(e.to_string(), "frame too large: body of 62914560 bytes, the limit is 4096");
     let e = WireError::BadMagic { found: *b"GET / " };
@@ -252,18 +246,6 @@ fn readme_test_vectors_match_the_code() {
     assert_eq!(lines.len(), vectors.len(), "every README vector is checked");
 }
 
-/// Prints the README's test vectors (`cargo test -p shoal-core --lib
-/// print_readme_vectors -- --ignored --nocapture`).
-#[test]
-#[ignore = "prints the README's test vectors"]
-fn print_readme_vectors() {
-    for (name, message) in readme_vectors() {
-        let bytes = frame_of(&message);
-        let body: Vec<String> = bytes[4..].chunks(8).map(hex).collect();
-        println!("{name:<9}{} {}", hex(&bytes[..4]), body.join(" "));
-    }
-}
-
 #[test]
 fn the_fuzz_drivers_accept_their_seeds() {
     for (_, seed) in fuzzing::frame_decoder_seeds() {
@@ -274,4 +256,47 @@ fn the_fuzz_drivers_accept_their_seeds() {
     }
     fuzzing::fuzz_frame_decoder(&[]);
     fuzzing::fuzz_handshake(&[]);
+}
+
+/// Each frame-decoder seed ends the way its name says, so the corpus really
+/// starts the fuzzer at each error path.
+#[test]
+fn each_seed_hits_the_error_it_is_named_after() {
+    let expect = |name: &str| -> &str {
+        let checks: &[(&str, &str)] = &[
+            ("seed-valid-then-unknown-kind", "UnknownKind"),
+            ("seed-valid-", "ok"),
+            ("seed-stream-all-kinds-16-byte-limit", "TooLarge"),
+            ("seed-stream-", "ok"),
+            ("seed-truncated-field", "Truncated"),
+            ("seed-truncated-", "Truncated"),
+            ("seed-lying-length", "BadLength"),
+            ("seed-oversized-header-60mib", "Truncated"),
+            ("seed-oversized-", "TooLarge"),
+            ("seed-empty-frame", "EmptyFrame"),
+            ("seed-bad-utf8", "BadUtf8"),
+            ("seed-unknown-kind", "UnknownKind"),
+            ("seed-trailing-bytes", "TrailingBytes"),
+            ("seed-bad-magic", "BadMagic"),
+            ("seed-hello-major-2", "VersionMismatch"),
+            ("seed-hello-unknown-role", "UnknownRole"),
+            ("seed-unknown-payload-tag", "UnknownPayloadTag"),
+            ("seed-bad-shm-name", "BadShmName"),
+            ("seed-unknown-failure-kind", "UnknownFailureKind"),
+            ("seed-progress-nan", "ok"),
+        ];
+        checks.iter().find(|(prefix, _)| name.starts_with(prefix)).map_or("?", |c| c.1)
+    };
+    for (name, data) in fuzzing::frame_decoder_seeds() {
+        let max_frame = fuzzing::max_frame_for(data[0]);
+        let mut reader = &data[2..];
+        let end = loop {
+            match read_message(&mut reader, max_frame) {
+                Ok(_) => {}
+                Err(WireError::Closed) => break "ok".to_owned(),
+                Err(e) => break format!("{e:?}"),
+            }
+        };
+        assert!(end.starts_with(expect(&name)), "{name} ended with {end}");
+    }
 }
