@@ -417,17 +417,15 @@ impl Scheduler {
     /// Time passed: time out tasks past their deadline, shrink idle workers.
     pub fn tick(&mut self, now: Time) {
         let mut expired: Vec<(TaskId, WorkerId, Duration)> = self
-            .tasks
-            .iter()
+            .running()
             .filter_map(|(id, t)| match t.state {
                 TaskState::Running { worker, deadline: Some(d) } if d <= now => {
-                    Some((*id, worker, t.options.timeout.unwrap_or_default()))
+                    Some((id, worker, t.options.timeout.unwrap_or_default()))
                 }
                 _ => None,
             })
             .collect();
-        // The task table is a HashMap: sort so the commands do not depend on
-        // its iteration order (deterministic replays).
+        // Handle them in task order (deterministic replays).
         expired.sort_unstable_by_key(|(task, ..)| *task);
         for (task, worker, after) in expired {
             self.kill_worker(worker);
@@ -452,12 +450,20 @@ impl Scheduler {
         self.pump(now);
     }
 
+    /// The running tasks, found through the busy workers: O(workers), not
+    /// O(tasks), so a long queue costs nothing here.
+    fn running(&self) -> impl Iterator<Item = (TaskId, &TaskSlot)> + '_ {
+        self.workers.values().filter_map(|w| match w.state {
+            WorkerState::Busy(task) => self.tasks.get(&task).map(|t| (task, t)),
+            _ => None,
+        })
+    }
+
     /// When the driver should call [`Scheduler::tick`] next, if ever.
     pub fn next_deadline(&self) -> Option<Time> {
         let task_deadline = self
-            .tasks
-            .values()
-            .filter_map(|t| match t.state {
+            .running()
+            .filter_map(|(_, t)| match t.state {
                 TaskState::Running { deadline, .. } => deadline,
                 TaskState::Queued => None,
             })
