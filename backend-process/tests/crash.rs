@@ -309,3 +309,30 @@ fn parent_role() {
     }
     std::thread::sleep(Duration::from_secs(60));
 }
+
+/// RELIABILITY row 4: arguments the worker cannot decode fail that task with
+/// `Serialization` carrying the worker's message; the worker survives.
+#[test]
+fn argument_the_worker_cannot_decode() {
+    // Same name as the worker's `u64 -> u64` function, other argument type.
+    static MISMATCHED: shoal_core::function::Function<[u8; 12], u64> =
+        shoal_core::function::Function::new("testkit.square", |_| 0);
+    let pool = pool(1);
+    let before = pool.submit_fn(&SQUARE_PID, 1).unwrap().wait().unwrap().1;
+    let e = pool.submit_fn(&MISMATCHED, [0xff; 12]).unwrap().wait().unwrap_err();
+    assert!(e.is_serialization() && e.to_string().contains("testkit.square"), "{e}");
+    let after = pool.submit_fn(&SQUARE_PID, 2).unwrap().wait().unwrap().1;
+    assert_eq!(before, after, "the same worker process carries on");
+}
+
+/// RELIABILITY row 9: a result the parent cannot decode fails that task
+/// with `Serialization`; the reader and the worker carry on.
+#[test]
+fn result_the_parent_cannot_decode() {
+    static MISREAD: shoal_core::function::Function<u64, String> =
+        shoal_core::function::Function::new("testkit.square", |_| String::new());
+    let pool = pool(1);
+    let e = pool.submit_fn(&MISREAD, 3).unwrap().wait().unwrap_err();
+    assert!(e.is_serialization(), "{e}");
+    assert_eq!(pool.submit_fn(&SQUARE, 3).unwrap().wait().unwrap(), 9);
+}

@@ -79,7 +79,18 @@ pub fn encode_chunk<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
 
 /// Reads the results of a chunk (the DONE payload of a named function).
 pub fn decode_results<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<Result<R, String>>, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
+    decode_exact(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
+}
+
+/// Decodes a whole buffer: trailing bytes mean the two sides disagree on the
+/// type, which is an error rather than a silent misreading.
+fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(format!("{} bytes left over: the types on both sides differ", rest.len()))
+    }
 }
 
 /// Reads the serialized results of a chunk (see [`decode_results`]).
@@ -105,7 +116,7 @@ where
     }
 
     fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
-        let items: Vec<A> = postcard::from_bytes(arguments)
+        let items: Vec<A> = decode_exact(arguments)
             .map_err(|e| format!("cannot deserialize the arguments of `{}`: {e}", self.name))?;
         let results: Vec<Result<R, String>> = items
             .into_iter()
