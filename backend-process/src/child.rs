@@ -119,7 +119,8 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     send(&conn, &hs.hello())?;
     let first =
         wire::read_message(&mut reader, wire::HANDSHAKE_MAX_FRAME).map_err(|e| e.to_string())?;
-    let peer = hs.receive(first).map_err(|e| e.to_string())?;
+    let our_max = hs.ours().max_frame;
+    hs.receive(first).map_err(|e| e.to_string())?;
     let worker = WorkerId(id);
     let mut rt = WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None })
         .with_registry(registry.clone());
@@ -129,7 +130,7 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     }
     send(&conn, &Message::Ready)?;
     loop {
-        let message = match wire::read_message(&mut reader, peer.max_frame.max(wire::MIN_MAX_FRAME))
+        let message = match wire::read_message(&mut reader, our_max)
         {
             Ok(m) => m,
             // The parent is gone: leave quietly.

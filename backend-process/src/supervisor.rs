@@ -193,7 +193,7 @@ pub(crate) fn start(
     let w_shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("shoal-writer-{}", id.0))
-        .spawn(move || writer(write_half, rx, w_shared, threshold))
+        .spawn(move || writer(write_half, rx, w_shared, threshold, max_frame))
         .map_err(|e| format!("cannot start a writer thread: {e}"))?;
     let r_shared = shared.clone();
     std::thread::Builder::new()
@@ -217,10 +217,17 @@ fn capture(stream: impl std::io::Read + Send + 'static, name: &'static str, shar
     });
 }
 
-fn writer(stream: UnixStream, rx: Receiver<Outgoing>, shared: Arc<Shared>, threshold: usize) {
+fn writer(
+    stream: UnixStream,
+    rx: Receiver<Outgoing>,
+    shared: Arc<Shared>,
+    threshold: usize,
+    max_frame: u32,
+) {
     let mut out = BufWriter::new(stream);
     let hello = Handshake::parent(shared.id.0)
         .pid(std::process::id())
+        .max_frame(max_frame)
         .runtime(concat!("rust shoal-process ", env!("CARGO_PKG_VERSION")))
         .hello();
     if wire::write_message(&mut out, &hello).and_then(|()| out.flush().map_err(Into::into)).is_err()
