@@ -229,6 +229,12 @@ pub fn map_with_chunksize(make: MakeBackend) {
     assert_eq!(out, (1..=100u32).collect::<Vec<_>>());
     let chunks = events.try_iter().filter(|e| matches!(e, PoolEvent::TaskStarted { .. })).count();
     assert_eq!(chunks, 10);
+    // The progress bar draws (to stderr) without changing results.
+    let out = pool.batch().chunksize(10).progress_bar(true).map(0..100u32, |x| x + 1).unwrap();
+    assert_eq!(out, (1..=100u32).collect::<Vec<_>>());
+    let lazy: Vec<u32> =
+        pool.batch().progress_bar(true).imap(0..50u32, |x| x).map(Result::unwrap).collect();
+    assert_eq!(lazy.len(), 50);
 }
 
 /// RELIABILITY row 29: empty input gives an empty result at once; zero
