@@ -313,7 +313,7 @@ pub(super) enum ChunkMsg<R> {
 /// The chunk's terminal: whoever ends it first (the worker by running it,
 /// the driver by failing it) sends the one message.
 pub(super) struct ChunkEnd<R> {
-    task: std::sync::OnceLock<TaskId>,
+    task: TaskId,
     start: usize,
     len: usize,
     ended: AtomicBool,
@@ -327,7 +327,10 @@ pub(super) struct ChunkEnd<R> {
 }
 
 impl<R> ChunkEnd<R> {
+    /// The terminal of chunk `task` (its id is reserved before the chunk
+    /// is sent: a fast worker may end it before `send` returns).
     pub(super) fn new(
+        task: TaskId,
         start: usize,
         len: usize,
         tx: Sender<ChunkMsg<R>>,
@@ -335,7 +338,7 @@ impl<R> ChunkEnd<R> {
     ) -> Arc<Self> {
         alive.fetch_add(1, Ordering::AcqRel);
         Arc::new(ChunkEnd {
-            task: std::sync::OnceLock::new(),
+            task,
             start,
             len,
             ended: AtomicBool::new(false),
@@ -347,25 +350,21 @@ impl<R> ChunkEnd<R> {
     }
 
     fn named(
+        task: TaskId,
         start: usize,
         len: usize,
         tx: Sender<ChunkMsg<R>>,
         alive: Arc<AtomicUsize>,
         decode: DecodeResults<R>,
     ) -> Arc<Self> {
-        let mut end = Self::new(start, len, tx, alive);
+        let mut end = Self::new(task, start, len, tx, alive);
         Arc::get_mut(&mut end).expect("fresh").decode = Some(decode);
         end
     }
 
-    pub(super) fn set_task(&self, id: TaskId) {
-        let _ = self.task.set(id);
-    }
-
     pub(super) fn end(&self, msg: impl FnOnce(TaskId) -> ChunkMsg<R>) {
         if !self.ended.swap(true, Ordering::AcqRel) {
-            let task = self.task.get().copied().unwrap_or(TaskId(u64::MAX));
-            let _ = self.tx.send(msg(task));
+            let _ = self.tx.send(msg(self.task));
         }
     }
 }
@@ -587,7 +586,9 @@ where
             let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
             match (named.encode)(&chunk) {
                 Ok(bytes) => {
+                    let id = self.inner.next_id();
                     let end = ChunkEnd::named(
+                        id,
                         start,
                         len,
                         self.tx.clone(),
@@ -598,9 +599,8 @@ where
                     // SAFETY: named chunks exist only for `'static` items
                     // and results (`engine_for`'s bounds).
                     let end_dyn = unsafe { erase_end(end.clone()) };
-                    let id = self.inner.send_task(&open, options, end_dyn, work);
-                    end.set_task(id);
                     self.in_flight.insert(id);
+                    self.inner.send_with_id(&open, id, options, end_dyn, work);
                 }
                 // RELIABILITY row 1: the items fail at submit; no worker.
                 Err(e) => self.early.push_back(ChunkMsg::Lost {
@@ -612,7 +612,8 @@ where
             }
             return;
         }
-        let end = ChunkEnd::new(start, len, self.tx.clone(), self.alive.clone());
+        let id = self.inner.next_id();
+        let end = ChunkEnd::new(id, start, len, self.tx.clone(), self.alive.clone());
         let producer = end.clone();
         let f = self.f.clone();
         let work = Box::new(move || {
@@ -642,9 +643,8 @@ where
         // wait in `Drop` until every chunk terminal is gone.
         let (work, end_dyn) = unsafe { erase(work, end.clone()) };
         let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-        let id = self.inner.send_task(&open, options, end_dyn, WorkSource::Once(Some(work)));
-        end.set_task(id);
         self.in_flight.insert(id);
+        self.inner.send_with_id(&open, id, options, end_dyn, WorkSource::Once(Some(work)));
     }
 
     /// Feeds, then waits for the next chunk message. `None` once every

@@ -248,9 +248,28 @@ impl Inner {
         end: Arc<dyn TaskEnd>,
         work: WorkSource,
     ) -> TaskId {
-        let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed));
-        self.link.send(Msg::Submit(Submission { id, options, work, end }));
+        let id = self.next_id();
+        self.send_with_id(_open, id, options, end, work);
         id
+    }
+
+    /// A fresh task id, for a terminal that must know its id before the
+    /// task is sent (a fast worker may end it before `send` returns).
+    pub(crate) fn next_id(&self) -> TaskId {
+        TaskId(self.next_task.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends a task under an id from [`Inner::next_id`]; the caller holds
+    /// the open gate.
+    pub(crate) fn send_with_id(
+        &self,
+        _open: &RwLockReadGuard<'_, bool>,
+        id: TaskId,
+        options: TaskOptions,
+        end: Arc<dyn TaskEnd>,
+        work: WorkSource,
+    ) {
+        self.link.send(Msg::Submit(Submission { id, options, work, end }));
     }
 
     pub(crate) fn is_closed(&self) -> bool {

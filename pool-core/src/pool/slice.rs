@@ -97,7 +97,8 @@ impl SliceMap {
                 };
                 let state = Arc::new(ChunkState { start, len, state: AtomicU8::new(PENDING) });
                 chunks.push(state.clone());
-                let end = ChunkEnd::<()>::new(start, len, tx.clone(), alive.clone());
+                let id = self.inner.next_id();
+                let end = ChunkEnd::<()>::new(id, start, len, tx.clone(), alive.clone());
                 let producer = end.clone();
                 let f = f.clone();
                 let work = Box::new(move || {
@@ -146,10 +147,8 @@ impl SliceMap {
                 let (work, end_dyn) = unsafe { erase(work, end.clone()) };
                 let options =
                     TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-                let id =
-                    self.inner.send_task(&open, options, end_dyn, WorkSource::Once(Some(work)));
-                end.set_task(id);
                 in_flight.insert(id);
+                self.inner.send_with_id(&open, id, options, end_dyn, WorkSource::Once(Some(work)));
             }
             if in_flight.is_empty() {
                 break;

@@ -586,7 +586,9 @@ pub fn grows_to_max_and_shrinks_to_min(make: MakeBackend) {
 
 /// Pool events: workers up, per-item results, progress up to 1, finished.
 pub fn pool_events(make: MakeBackend) {
-    let pool = two(make);
+    // No worker starts before the first task, so none comes up before the
+    // subscription.
+    let pool = pool(make, Pool::builder().min(0).max(2));
     let events = pool.events();
     let _ = pool.batch().chunksize(3).map(0..10u32, |x| x).unwrap();
     drop(pool);
