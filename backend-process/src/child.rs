@@ -130,8 +130,7 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     }
     send(&conn, &Message::Ready)?;
     loop {
-        let message = match wire::read_message(&mut reader, our_max)
-        {
+        let message = match wire::read_message(&mut reader, our_max) {
             Ok(m) => m,
             // The parent is gone: leave quietly.
             Err(e) if e.is_closed() => return Ok(()),

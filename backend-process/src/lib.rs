@@ -54,6 +54,8 @@
 //! exit on the socket's EOF.
 
 mod child;
+#[cfg(feature = "plugin-export")]
+mod export;
 pub mod library;
 mod shm;
 mod supervisor;

@@ -12,12 +12,16 @@ use crate::cmd::{Cmd, CmdError};
 /// The wasm target that shoal-core must build for.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Builds that must exist before the tests run (cargo arguments), e.g. the
-/// backend cdylib that the plugin tests load from `target/debug`.
-/// Add a row here to prebuild another artifact.
-const PREBUILD: &[&[&str]] = &[
-    // target/debug/libshoal_threads.so, loaded by the plugin tests.
-    &["build", "-p", "shoal-threads", "--lib"],
+/// The workspace's packages, tested one at a time with all their features.
+/// Not `cargo test --workspace --all-features`: that would turn on
+/// `plugin-export` in two backends at once, and a program linking both
+/// would export the plugin root symbol twice. Add a row for a new crate.
+const PACKAGES: &[&[&str]] = &[
+    &["test", "-p", "shoal-core", "--all-features"],
+    &["test", "-p", "shoal-threads", "--all-features"],
+    &["test", "-p", "shoal-process", "--all-features"],
+    &["test", "-p", "shoal-benches", "--all-features"],
+    &["test", "-p", "xtask"],
 ];
 
 /// What a step needs installed before it runs.
@@ -56,32 +60,13 @@ fn steps() -> Vec<Step> {
             needs: Needs::Target(WASM_TARGET),
         },
     ];
-    steps.extend(PREBUILD.iter().map(|&args| Step {
-        name: "prebuild",
-        args,
-        needs: Needs::Nothing,
-    }));
-    steps.extend([
-        Step {
-            name: "clippy",
-            args: &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--all-features",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            needs: Needs::Component { component: "clippy", probe: &["clippy", "--version"] },
-        },
-        Step {
-            // Plain `cargo test` (not nextest) so that doc tests run too.
-            name: "tests",
-            args: &["test", "--workspace", "--all-features"],
-            needs: Needs::Nothing,
-        },
-    ]);
+    steps.extend([Step {
+        name: "clippy",
+        args: &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+        needs: Needs::Component { component: "clippy", probe: &["clippy", "--version"] },
+    }]);
+    // Plain `cargo test` (not nextest) so that doc tests run too.
+    steps.extend(PACKAGES.iter().map(|&args| Step { name: args[2], args, needs: Needs::Nothing }));
     steps
 }
 
@@ -144,8 +129,14 @@ mod tests {
     fn steps_run_in_the_agreed_order() {
         let steps = steps();
         let order: Vec<&str> = steps.iter().map(|s| s.args[0]).collect();
-        assert_eq!(order, ["fmt", "check", "build", "clippy", "test"]);
-        assert!(position(&steps, "build") < position(&steps, "test"));
+        assert_eq!(order, ["fmt", "check", "clippy", "test", "test", "test", "test", "test"]);
+        // Every package is tested, one at a time.
+        let tested: Vec<&str> =
+            steps.iter().filter(|s| s.args[0] == "test").map(|s| s.args[2]).collect();
+        assert_eq!(
+            tested,
+            ["shoal-core", "shoal-threads", "shoal-process", "shoal-benches", "xtask"]
+        );
     }
 
     #[test]

@@ -228,6 +228,10 @@ pub struct FfiWorkerSpec {
     /// The host's hooks; the plugin runs `init` first and `exit` last on
     /// the worker's thread.
     pub hooks: FfiWorkerHooksRef,
+    /// Whether the user gave `worker_init`/`worker_exit`. Without them the
+    /// hooks only set up the host's task context, which in-process
+    /// backends need and others (processes) cannot run.
+    pub user_hooks: bool,
 }
 
 /// [`crate::backend::Worker`] across the boundary; implemented by the

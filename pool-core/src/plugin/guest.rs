@@ -69,26 +69,13 @@ impl FfiBackend for GuestBackend {
         spec: FfiWorkerSpec,
         reports: FfiReportSinkRef,
     ) -> RResult<FfiWorkerBox, RString> {
-        let FfiWorkerSpec { id, hooks } = spec;
-        let hooks = Arc::new(hooks);
-        let exit_hooks = hooks.clone();
-        let spec = WorkerSpec {
-            id: WorkerId(id),
-            init: Some(Arc::new(move |w: WorkerId| -> Result<WorkerState, String> {
-                match hooks.init(w.0) {
-                    ROk(()) => Ok(Box::new(())),
-                    // Re-raised here so the plugin's runtime reports it as
-                    // a panic of `worker_init`; `resume_unwind` skips the
-                    // panic hook (the host already printed it).
-                    RErr(FfiInitError { panicked: true, message }) => {
-                        resume_unwind(Box::new(message.into_string()))
-                    }
-                    RErr(FfiInitError { message, .. }) => Err(message.into_string()),
-                }
-            })),
-            exit: Some(Arc::new(move |w: WorkerId, _state: Option<WorkerState>| {
-                exit_hooks.exit(w.0)
-            })),
+        let FfiWorkerSpec { id, hooks, user_hooks } = spec;
+        let spec = if !user_hooks && !self.accepts(FfiWorkKind::Local) {
+            // Workers outside this process: nothing of the host can run
+            // in them, and no hook was asked for.
+            WorkerSpec { id: WorkerId(id), init: None, exit: None }
+        } else {
+            host_hooks(id, hooks)
         };
         let reports: Arc<dyn ReportSink> = Arc::new(GuestReports(reports));
         match guard("start_worker", || self.inner.start_worker(spec, reports)) {
@@ -98,6 +85,29 @@ impl FfiBackend for GuestBackend {
             Ok(Err(e)) => RErr(e.into()),
             Err(e) => RErr(e),
         }
+    }
+}
+
+/// A worker spec whose `init` and `exit` call the host's hooks (which also
+/// set up the host's task context on the worker's thread).
+fn host_hooks(id: u64, hooks: super::ffi::FfiWorkerHooksRef) -> WorkerSpec {
+    let hooks = Arc::new(hooks);
+    let exit_hooks = hooks.clone();
+    WorkerSpec {
+        id: WorkerId(id),
+        init: Some(Arc::new(move |w: WorkerId| -> Result<WorkerState, String> {
+            match hooks.init(w.0) {
+                ROk(()) => Ok(Box::new(())),
+                // Re-raised here so the plugin's runtime reports it as
+                // a panic of `worker_init`; `resume_unwind` skips the
+                // panic hook (the host already printed it).
+                RErr(FfiInitError { panicked: true, message }) => {
+                    resume_unwind(Box::new(message.into_string()))
+                }
+                RErr(FfiInitError { message, .. }) => Err(message.into_string()),
+            }
+        })),
+        exit: Some(Arc::new(move |w: WorkerId, _state: Option<WorkerState>| exit_hooks.exit(w.0))),
     }
 }
 

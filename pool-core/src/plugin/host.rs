@@ -56,10 +56,11 @@ impl Backend for HostBackend {
         reports: Arc<dyn ReportSink>,
     ) -> Result<Box<dyn Worker>, String> {
         let WorkerSpec { id, init, exit } = spec;
+        let user_hooks = init.is_some() || exit.is_some();
         let reports =
             RArc::new(HostReports { inner: reports, worker: id, exited: AtomicBool::new(false) });
         let hooks = FfiWorkerHooks_TO::from_ptr(RArc::new(HostHooks { init, exit }), TD_Opaque);
-        let spec = FfiWorkerSpec { id: id.0, hooks };
+        let spec = FfiWorkerSpec { id: id.0, hooks, user_hooks };
         let sink = FfiReportSink_TO::from_ptr(reports.clone(), TD_Opaque);
         match self.ffi.start_worker(spec, sink) {
             ROk(ffi) => Ok(Box::new(HostWorker { ffi, id, reports })),
