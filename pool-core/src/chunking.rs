@@ -19,6 +19,10 @@ pub const MIN_CHUNK_TIME: Duration = Duration::from_micros(200);
 /// The longest chunk the chunker aims for.
 pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
 
+/// The shortest chunk whose time per item bounds the chunk size (see
+/// [`Chunker::observe`]).
+pub const TRUSTED_SAMPLE: Duration = Duration::from_micros(50);
+
 /// Sizes chunks; sans-IO (durations come from the caller).
 #[derive(Clone, Debug)]
 pub struct Chunker {
@@ -72,7 +76,11 @@ impl Chunker {
             return;
         }
         let sample = elapsed.as_nanos() as f64 / items as f64;
-        self.slowest_ns = self.slowest_ns.max(sample);
+        // A chunk that ran for microseconds measured mostly the clock and
+        // cold caches: it may set the mean, not the slowest item time.
+        if elapsed >= TRUSTED_SAMPLE {
+            self.slowest_ns = self.slowest_ns.max(sample);
+        }
         self.per_item_ns = Some(match self.per_item_ns {
             None => sample,
             // Weigh by items: a big chunk's measurement is the better one.
@@ -152,6 +160,16 @@ mod tests {
         c.observe(1, Duration::from_millis(40));
         c.observe(1, Duration::from_micros(100));
         assert_eq!(c.next_size(None), 1, "the slowest item bounds the chunk");
+    }
+
+    #[test]
+    fn short_probes_do_not_cap_big_chunks() {
+        // W1: a one-item probe measures the clock (300 ns), the real item
+        // time is under a nanosecond.
+        let mut c = Chunker::automatic(2);
+        c.observe(1, Duration::from_nanos(300));
+        c.observe(100_000, Duration::from_micros(80));
+        assert!(c.next_size(Some(1_000_000)) >= 200_000, "{}", c.next_size(Some(1_000_000)));
     }
 
     #[test]

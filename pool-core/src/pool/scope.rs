@@ -134,7 +134,9 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     }
 
     /// An ordered map whose function and items may borrow from the
-    /// enclosing stack; like [`Pool::map`] otherwise.
+    /// enclosing stack; like [`Pool::map`] otherwise. Over a slice,
+    /// [`Pool::map_slice`] is faster: it neither moves items into chunks
+    /// nor copies results out of them.
     pub fn map<I, T, R, F>(&self, items: I, f: F) -> Result<Vec<R>, BatchError>
     where
         I: IntoIterator<Item = T>,
