@@ -19,10 +19,8 @@ fn main() {
     shoal_process::worker_main(&Registry::new().with(&LENGTH).unwrap());
     let payload = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
     for (name, threshold) in [("socket", usize::MAX), ("shm", 256 * 1024)] {
-        let pool = Pool::builder()
-            .workers(2)
-            .build(Process::new().shm_threshold(threshold))
-            .unwrap();
+        let pool =
+            Pool::builder().workers(2).build(Process::new().shm_threshold(threshold)).unwrap();
         for _ in 0..3 {
             let t = Instant::now();
             let hs: Vec<_> =

@@ -22,12 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use shoal_core::ExitCause;
-use shoal_core::backend::{
-    Backend, Job, ReportSink, WorkKind, Worker, WorkerReport, WorkerSpec,
-};
-use shoal_core::worker::WorkerRuntime;
 use shoal_core::WorkerId;
+use shoal_core::backend::{Backend, Job, ReportSink, WorkKind, Worker, WorkerReport, WorkerSpec};
 use shoal_core::function::Registry;
+use shoal_core::worker::WorkerRuntime;
 
 #[cfg(feature = "plugin-export")]
 mod export;
