@@ -4,7 +4,18 @@
 //! The library exports each function under a C symbol with
 //! [`export_functions!`](crate::export_functions):
 //!
-//! ```ignore
+//! ```no_run
+//! use shoal_core::function::Function;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//! fn text_len(s: String) -> usize {
+//!     s.len()
+//! }
+//! static SQUARE: Function<u64, u64> = Function::new("square", square);
+//! static TEXT_LEN: Function<String, usize> = Function::new("text_len", text_len);
+//!
 //! shoal_process::export_functions!(square = SQUARE, text_len = TEXT_LEN);
 //! ```
 //!

@@ -19,9 +19,9 @@
 //! [`export_plugin!`](crate::export_plugin); it needs only shoal-core with
 //! this feature (not abi_stable itself):
 //!
-//! ```ignore
-//! shoal_core::export_plugin!(|options: &str| {
-//!     Ok(Box::new(MyBackend::from_options(options)?) as Box<dyn shoal_core::backend::Backend>)
+//! ```no_run
+//! shoal_core::export_plugin!(|_options: &str| {
+//!     Ok(Box::new(shoal_threads::Threads::new()) as Box<dyn shoal_core::backend::Backend>)
 //! });
 //! ```
 //!
@@ -150,9 +150,9 @@ pub fn load_backend_with(path: &Path, options: &str) -> Result<Box<dyn Backend>,
 /// (backend-threads uses `plugin-export`) that only the cdylib build turns
 /// on, or two exporting crates linked into one program collide.
 ///
-/// ```ignore
+/// ```no_run
 /// shoal_core::export_plugin!(|_options: &str| {
-///     Ok(Box::new(my_backend::Mine::new()) as Box<dyn shoal_core::backend::Backend>)
+///     Ok(Box::new(shoal_threads::Threads::new()) as Box<dyn shoal_core::backend::Backend>)
 /// });
 /// ```
 #[macro_export]
