@@ -28,6 +28,17 @@ pub(crate) const ENV_ID: &str = "SHOAL_WORKER_ID";
 pub(crate) const ENV_SHM: &str = "SHOAL_SHM_THRESHOLD";
 /// The core to pin the worker to.
 pub(crate) const ENV_PIN: &str = "SHOAL_PIN_CORE";
+/// The resident memory (bytes) above which the worker retires after a task.
+pub(crate) const ENV_MAX_RSS: &str = "SHOAL_MAX_RSS";
+
+/// This process's resident set size, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
 
 /// Runs this process as a shoal worker if the parent started it as one,
 /// and then exits; returns at once otherwise. Call it first thing in
@@ -105,6 +116,7 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     let id: u64 = std::env::var(ENV_ID).ok().and_then(|v| v.parse().ok()).ok_or("no worker id")?;
     let shm_threshold =
         std::env::var(ENV_SHM).ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    let max_rss: Option<u64> = std::env::var(ENV_MAX_RSS).ok().and_then(|v| v.parse().ok());
     if let Some(core) = std::env::var(ENV_PIN).ok().and_then(|v| v.parse::<usize>().ok())
         && let Some(cores) = core_affinity::get_core_ids()
         && !cores.is_empty()
@@ -162,6 +174,14 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
                         _ => message,
                     };
                     send(&conn, &Message::Failed { task, kind, message, traceback })?;
+                }
+                if max_rss.is_some_and(|cap| rss_bytes().is_some_and(|rss| rss > cap)) {
+                    // Over the memory cap: retire between tasks. The parent
+                    // starts a replacement; a job it sent meanwhile goes
+                    // back to its queue (we never read it).
+                    rt.exit();
+                    send(&conn, &Message::Bye)?;
+                    return Ok(());
                 }
             }
             Message::Stop => {

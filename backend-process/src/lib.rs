@@ -101,6 +101,7 @@ pub struct Process {
     pub(crate) grace: Duration,
     pub(crate) shm_threshold: usize,
     pub(crate) max_frame: u32,
+    pub(crate) max_memory: Option<u64>,
 }
 
 impl std::fmt::Debug for Process {
@@ -128,6 +129,7 @@ impl Default for Process {
             grace: Duration::from_millis(500),
             shm_threshold: 256 * 1024,
             max_frame: shoal_core::wire::DEFAULT_MAX_FRAME,
+            max_memory: None,
         }
     }
 }
@@ -194,6 +196,14 @@ impl Process {
     /// Payloads of at least this many bytes travel through shared memory.
     pub fn shm_threshold(mut self, bytes: usize) -> Self {
         self.shm_threshold = bytes;
+        self
+    }
+
+    /// Recycles a worker whose resident memory exceeds `bytes` after a task
+    /// (RELIABILITY row 15): it finishes the task, exits cleanly, and a
+    /// fresh worker takes its place. Linux only (`/proc/self/statm`).
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
         self
     }
 

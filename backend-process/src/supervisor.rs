@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use shoal_core::backend::{Job, ReportSink, TaskMessage, TaskSink, Work, Worker, WorkerReport};
 use shoal_core::error::{ExitCause, TaskError, TaskErrorKind};
-use shoal_core::wire::{self, FailureKind, Handshake, Message};
+use shoal_core::wire::{self, FailureKind, Handshake, Message, WireError};
 use shoal_core::{TaskId, WorkerId};
 
-use crate::child::{ENV_FD, ENV_ID, ENV_PIN, ENV_SHM};
+use crate::child::{ENV_FD, ENV_ID, ENV_MAX_RSS, ENV_PIN, ENV_SHM};
 use crate::{Output, Process, shm};
 
 /// The fd number of the connection in the child.
@@ -124,6 +124,9 @@ pub(crate) fn start(
         .stdin(Stdio::null());
     if cfg.pin {
         cmd.env(ENV_PIN, id.0.to_string());
+    }
+    if let Some(bytes) = cfg.max_memory {
+        cmd.env(ENV_MAX_RSS, bytes.to_string());
     }
     if let Some(dir) = &cfg.current_dir {
         cmd.current_dir(dir);
@@ -334,10 +337,24 @@ fn reap(child: &mut Child, shared: &Shared, bye: bool) -> Option<std::process::E
     status
 }
 
+/// The worker closed its end: EOF, or a reset because it exited with a
+/// frame of ours unread (it retired as a job arrived). Neither breaks the
+/// protocol.
+fn disconnected(e: &WireError) -> bool {
+    e.is_closed()
+        || matches!(
+            e,
+            WireError::Io {
+                kind: std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe,
+                ..
+            }
+        )
+}
+
 fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u32) -> Ended {
     let first = match wire::read_message(input, wire::HANDSHAKE_MAX_FRAME) {
         Ok(m) => m,
-        Err(e) if e.is_closed() => {
+        Err(e) if disconnected(&e) => {
             let why = "the worker closed the connection before its handshake".to_string();
             shared.reports.report(WorkerReport::StartFailed(shared.id, why));
             return Ended::StartFailed;
@@ -355,7 +372,7 @@ fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u3
     loop {
         let message = match wire::read_message(input, max_frame) {
             Ok(m) => m,
-            Err(e) if e.is_closed() => {
+            Err(e) if disconnected(&e) => {
                 if !ready {
                     let why = "the worker exited before it was ready".to_string();
                     shared.reports.report(WorkerReport::StartFailed(shared.id, why));

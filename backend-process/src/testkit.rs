@@ -67,6 +67,12 @@ fn print_then_sleep(ms: u64) {
     eprintln!("and from its stderr");
     std::thread::sleep(Duration::from_millis(ms));
 }
+fn hold_mb(mb: u64) -> u32 {
+    // Touch every page so it is resident, and keep it.
+    let v = vec![1u8; (mb as usize) << 20];
+    std::mem::forget(v);
+    std::process::id()
+}
 fn square_pid(x: u64) -> (u64, u32) {
     (x * x, std::process::id())
 }
@@ -96,12 +102,15 @@ pub static ENV_REPORT: Function<(), (String, String, String)> =
 /// Prints a line to stdout and one to stderr, then sleeps.
 pub static PRINT_THEN_SLEEP: Function<u64, ()> =
     Function::new("crash.print_then_sleep", print_then_sleep);
+/// Allocates and keeps this many MiB; returns the pid.
+pub static HOLD_MB: Function<u64, u32> = Function::new("crash.hold_mb", hold_mb);
 /// `(x * x, pid)`.
 pub static SQUARE_PID: Function<u64, (u64, u32)> = Function::new("crash.square_pid", square_pid);
 
 /// The conformance suite's functions plus the crashing ones.
 pub fn registry() -> Registry {
-    let crash: [&'static dyn NamedFunction; 11] = [
+    let crash: [&'static dyn NamedFunction; 12] = [
+        &HOLD_MB,
         &NESTED_SUM,
         &ENV_REPORT,
         &PRINT_THEN_SLEEP,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shoal_core::testkit::SQUARE;
 use shoal_core::{Message, Pool};
-use shoal_process::testkit::{ENV_REPORT, NESTED_SUM, PRINT_THEN_SLEEP};
+use shoal_process::testkit::{ENV_REPORT, HOLD_MB, NESTED_SUM, PRINT_THEN_SLEEP, SQUARE_PID};
 use shoal_process::{Output, Process};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_shoal-testkit-worker");
@@ -73,4 +73,18 @@ fn captured_output_becomes_log_messages_of_the_task() {
     }
     h.cancel();
     assert!(h.wait().unwrap_err().is_cancelled());
+}
+
+/// RELIABILITY row 15: a worker over its memory cap is recycled between
+/// tasks; its task succeeds, the next one runs in a fresh process.
+#[test]
+fn memory_cap_recycles_workers_between_tasks() {
+    let backend = Process::new().program(WORKER).max_memory(64 << 20);
+    let pool = Pool::builder().workers(1).build(backend).unwrap();
+    let fat = pool.submit_fn(&HOLD_MB, 128).unwrap().wait().unwrap();
+    let (nine, next) = pool.submit_fn(&SQUARE_PID, 3).unwrap().wait().unwrap();
+    assert_eq!(nine, 9);
+    assert_ne!(fat, next, "the fat worker retired");
+    let (_, again) = pool.submit_fn(&SQUARE_PID, 4).unwrap().wait().unwrap();
+    assert_eq!(next, again, "a lean worker stays");
 }

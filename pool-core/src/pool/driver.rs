@@ -109,8 +109,6 @@ impl Latch {
 struct TaskEntry {
     work: WorkSource,
     end: Arc<dyn TaskEnd>,
-    /// Attempts allowed (retries + 1): the last one may take the argument.
-    attempts: u32,
 }
 
 pub(crate) struct Hooks {
@@ -202,8 +200,7 @@ impl Driver {
         match msg {
             Msg::Submit(s) => {
                 let id = s.id;
-                let attempts = s.options.retries.saturating_add(1);
-                self.tasks.insert(id, TaskEntry { work: s.work, end: s.end, attempts });
+                self.tasks.insert(id, TaskEntry { work: s.work, end: s.end });
                 if !self.sched.submit(id, s.options, now)
                     && let Some(e) = self.tasks.remove(&id)
                 {
@@ -304,14 +301,9 @@ impl Driver {
                 Work::Local(Box::new(move || f()))
             }
             WorkSource::Named { function, argument } => {
-                // The last attempt takes the bytes; earlier ones copy them
-                // so that a retry has them.
-                let argument = if attempt >= entry.attempts {
-                    std::mem::take(argument)
-                } else {
-                    argument.clone()
-                };
-                Work::Named { function: function.to_string(), argument }
+                // Kept until the task ends: a retry, or a worker that
+                // retired before reading the job, needs them again.
+                Work::Named { function: function.to_string(), argument: argument.clone() }
             }
         };
         entry.end.started(worker);

@@ -380,6 +380,17 @@ impl Scheduler {
                     self.break_pool(why);
                 }
             }
+            // A worker that left cleanly (it retired itself, e.g. over its
+            // memory cap, as the task was sent) never ran the task: it goes
+            // back to the front of the queue, no attempt counted.
+            WorkerState::Busy(task) if cause == ExitCause::Stopped => {
+                if let Some(slot) = self.tasks.get_mut(&task) {
+                    slot.attempts = slot.attempts.saturating_sub(1);
+                    slot.state = TaskState::Queued;
+                    self.queue.push_front(task);
+                    self.queued += 1;
+                }
+            }
             WorkerState::Busy(task) => {
                 let err = TaskError::worker_lost(worker, pid, cause.clone());
                 self.fail_or_retry(task, err);

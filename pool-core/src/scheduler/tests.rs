@@ -811,3 +811,25 @@ fn reports_about_unknown_workers_and_tasks_are_ignored() {
     s.submit(t(1), TaskOptions::default(), ms(1));
     assert_eq!(drain(&mut s), vec![dispatch(t(1), w(0), 1)]);
 }
+
+#[test]
+fn a_worker_that_retired_as_its_task_arrived_does_not_fail_it() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), TaskOptions::default(), T0);
+    assert_eq!(drain(&mut s), vec![dispatch(t(1), w(0), 1)]);
+    // The worker exits cleanly (said BYE) without running the task.
+    s.worker_exited(w(0), Some(7), ExitCause::Stopped, ms(1));
+    assert_eq!(
+        drain(&mut s),
+        vec![
+            Command::Event(SchedEvent::WorkerDown(w(0), ExitCause::Stopped)),
+            Command::StartWorker(w(1)),
+        ]
+    );
+    s.worker_ready(w(1), ms(2));
+    assert_eq!(
+        drain(&mut s),
+        vec![Command::Event(SchedEvent::WorkerUp(w(1))), dispatch(t(1), w(1), 1)],
+        "the same task, still its first attempt"
+    );
+}
