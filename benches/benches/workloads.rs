@@ -4,109 +4,23 @@
 //! `threads-plugin`), so results land in
 //! `target/criterion/<group>/<implementation>/new/estimates.json`.
 //!
-//! Criterion's flags (`--warm-up-time`, `--measurement-time`,
-//! `--sample-size`, filters) apply to every group. The suite's own defaults
-//! (see [`WARM_UP`], [`MEASUREMENT`]) keep a full run within about five
-//! minutes on 2 cores; the slow groups (W2, W3) take 10 flat samples unless
-//! `--sample-size` is given.
-//!
-//! Every pool is built once per group and implementation, outside the timed
-//! part (except in W4, whose subject is building one), and dropped before
-//! the next implementation runs, so idle threads of one do not share the
-//! cores with the next.
+//! Criterion's defaults and flags, and how pools are built, are those of
+//! `common/mod.rs`, shared with the process suite (`process.rs`, groups
+//! `P-*`); the slow groups here are W2 and W3.
 
-use std::collections::HashSet;
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
+use common::{Suite, slow};
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::{BenchmarkGroup, Throughput};
 use shoal_benches::workloads::{
     self, W1_CHUNK, W1_ITEMS, W2_CHUNK, W2_WORKERS, W3_SAMPLES, W3_TASKS, W6_ITEMS,
 };
 use shoal_benches::{Implementation, Runner};
 
-/// Default warm-up per benchmark (criterion's own is 3 s).
-const WARM_UP: Duration = Duration::from_secs(2);
-/// Default measurement time per benchmark (criterion's own is 5 s).
-const MEASUREMENT: Duration = Duration::from_secs(4);
-/// Samples of the slow groups (W2, W3), unless `--sample-size` is given.
-const SLOW_SAMPLES: usize = 10;
-
 use Implementation::{Rayon, Serial, Threads, ThreadsPlugin};
-
-struct Suite {
-    criterion: Criterion,
-    /// Whether `--sample-size` was given: then the slow groups keep it.
-    sample_size_given: bool,
-    /// Implementations already reported as unavailable (one notice each).
-    noticed: HashSet<Implementation>,
-}
-
-impl Suite {
-    fn new() -> Self {
-        let criterion = Criterion::default()
-            .warm_up_time(WARM_UP)
-            .measurement_time(MEASUREMENT)
-            .configure_from_args();
-        let sample_size_given =
-            std::env::args().any(|a| a == "--sample-size" || a.starts_with("--sample-size="));
-        Suite { criterion, sample_size_given, noticed: HashSet::new() }
-    }
-
-    /// Runs `bench` for each of `implementations` that builds (built just
-    /// before its benchmarks, dropped after them), in a group named `name`
-    /// set up by `setup`.
-    fn group(
-        &mut self,
-        name: &str,
-        workers: usize,
-        implementations: &[Implementation],
-        setup: impl FnOnce(&mut BenchmarkGroup<'_, WallTime>, bool),
-        mut bench: impl FnMut(&mut BenchmarkGroup<'_, WallTime>, Implementation, Runner),
-    ) {
-        let Suite { criterion, sample_size_given, noticed } = self;
-        let mut group = criterion.benchmark_group(name);
-        setup(&mut group, *sample_size_given);
-        for &implementation in implementations {
-            if let Some(runner) = build(noticed, implementation, workers) {
-                bench(&mut group, implementation, runner);
-            }
-        }
-        group.finish();
-    }
-}
-
-/// Builds `implementation`, or prints a one-line notice (once per
-/// implementation) and returns `None`. `threads-plugin` is silently left
-/// out without the `plugin` feature.
-fn build(
-    noticed: &mut HashSet<Implementation>,
-    implementation: Implementation,
-    workers: usize,
-) -> Option<Runner> {
-    if !Implementation::available().contains(&implementation) {
-        return None;
-    }
-    match Runner::new(implementation, workers) {
-        Ok(runner) => Some(runner),
-        Err(why) => {
-            if noticed.insert(implementation) {
-                eprintln!("note: skipping {implementation}: {why}");
-            }
-            None
-        }
-    }
-}
-
-/// Flat sampling with few samples, for groups whose iteration takes
-/// hundreds of milliseconds.
-fn slow(group: &mut BenchmarkGroup<'_, WallTime>, sample_size_given: bool) {
-    group.sampling_mode(SamplingMode::Flat);
-    if !sample_size_given {
-        group.sample_size(SLOW_SAMPLES);
-    }
-}
 
 fn w1(suite: &mut Suite) {
     let input = workloads::w1_input(W1_ITEMS);

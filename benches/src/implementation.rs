@@ -17,23 +17,32 @@ pub enum Implementation {
     /// A shoal pool on the threads backend loaded from its cdylib at run
     /// time (only with the `plugin` feature).
     ThreadsPlugin,
+    /// A shoal pool on the process backend: workers re-execute the current
+    /// program, which must call
+    /// `shoal_process::worker_main(&named::registry())` first in `main`.
+    /// Runs named functions only ([`crate::named`]).
+    Process,
 }
 
 impl Implementation {
     /// Every implementation, whether built in or not.
-    pub const ALL: [Implementation; 4] = [
+    pub const ALL: [Implementation; 5] = [
         Implementation::Serial,
         Implementation::Rayon,
         Implementation::Threads,
         Implementation::ThreadsPlugin,
+        Implementation::Process,
     ];
 
-    /// The implementations this build knows how to run: all but
-    /// `threads-plugin` unless the `plugin` feature is on. Whether the
-    /// plugin library exists is only found out by [`Runner::new`].
+    /// The in-process implementations this build knows how to run (they
+    /// run closures, so every workload of [`crate::workloads`]): all but
+    /// `process`, and but `threads-plugin` unless the `plugin` feature is
+    /// on. Whether the plugin library exists is only found out by
+    /// [`Runner::new`].
     pub fn available() -> Vec<Implementation> {
         Self::ALL
             .into_iter()
+            .filter(|i| *i != Implementation::Process)
             .filter(|i| *i != Implementation::ThreadsPlugin || cfg!(feature = "plugin"))
             .collect()
     }
@@ -45,6 +54,7 @@ impl Implementation {
             Implementation::Rayon => "rayon",
             Implementation::Threads => "threads",
             Implementation::ThreadsPlugin => "threads-plugin",
+            Implementation::Process => "process",
         }
     }
 
@@ -55,7 +65,10 @@ impl Implementation {
 
     /// Whether this implementation is a shoal pool.
     pub fn is_shoal(self) -> bool {
-        matches!(self, Implementation::Threads | Implementation::ThreadsPlugin)
+        matches!(
+            self,
+            Implementation::Threads | Implementation::ThreadsPlugin | Implementation::Process
+        )
     }
 }
 
@@ -85,7 +98,7 @@ pub enum Runner {
     Serial,
     /// A private rayon pool.
     Rayon(rayon::ThreadPool),
-    /// A shoal pool (`threads` or `threads-plugin`).
+    /// A shoal pool (`threads`, `threads-plugin` or `process`).
     Shoal(Pool),
 }
 
@@ -103,12 +116,15 @@ impl fmt::Debug for Runner {
 
 impl Runner {
     /// Builds `implementation` with `workers` workers (ignored by `serial`).
+    /// `process` starts worker processes that re-execute this program (see
+    /// [`Implementation::Process`]).
     pub fn new(implementation: Implementation, workers: usize) -> Result<Runner, Unavailable> {
         match implementation {
             Implementation::Serial => Ok(Runner::Serial),
             Implementation::Rayon => rayon_pool(workers).map(Runner::Rayon),
             Implementation::Threads => threads_pool(workers).map(Runner::Shoal),
             Implementation::ThreadsPlugin => plugin_pool(workers).map(Runner::Shoal),
+            Implementation::Process => crate::named::process_pool(workers).map(Runner::Shoal),
         }
     }
 

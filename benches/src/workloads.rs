@@ -3,6 +3,10 @@
 //! Each function runs one whole workload once on a [`Runner`] and returns
 //! what the workload computes, so a benchmark can `black_box` it and a test
 //! can check it. Inputs are prepared by the caller, outside the timed part.
+//!
+//! They pass closures to shoal, so they run on the in-process
+//! implementations; [`crate::named`] has the same workloads for the
+//! process backend (the exception is [`w6_stream`], which takes either).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -254,8 +258,9 @@ pub fn w6(runner: &Runner, n: u64) -> u64 {
 }
 
 /// W6 as a stream, for the memory probe: the results of [`w6_work`] over
-/// `items`, in order, pulled lazily (serial: a plain `map`; shoal: `imap`).
-/// rayon has no ordered lazy map and is [`Unavailable`] here.
+/// `items`, in order, pulled lazily (serial: a plain `map`; shoal: `imap`,
+/// or `imap_fn(&named::INC, ..)` on a pool that runs no closures, such as
+/// `process`). rayon has no ordered lazy map and is [`Unavailable`] here.
 pub fn w6_stream<'a, I>(
     runner: &'a Runner,
     items: I,
@@ -266,9 +271,12 @@ where
     match runner {
         Runner::Serial => Ok(Box::new(items.map(w6_work))),
         Runner::Rayon(_) => Err(Unavailable("rayon has no lazy ordered map (imap)".into())),
-        Runner::Shoal(pool) => {
+        Runner::Shoal(pool) if pool.runs_closures() => {
             Ok(Box::new(pool.imap(items, w6_work).map(|r| r.expect("W6 on shoal"))))
         }
+        Runner::Shoal(pool) => Ok(Box::new(
+            pool.imap_fn(&crate::named::INC, items).map(|r| r.expect("W6 on shoal (named)")),
+        )),
     }
 }
 

@@ -3,13 +3,20 @@
 //! the generator gave before the first result came out.
 //!
 //! ```text
-//! w6-memory --backend <serial|threads|threads-plugin> --items <N> [--workers <W>]
+//! w6-memory --backend <serial|threads|threads-plugin|process> --items <N> [--workers <W>]
 //! w6-memory --list-backends
 //! ```
 //!
 //! Output: `{"backend": "threads", "items": N, "peak_rss_kib": K,
 //! "pulled_before_first": P, "seconds": S}` (peak RSS is `VmHWM` from
-//! `/proc/self/status`, the whole process's high-water mark).
+//! `/proc/self/status`, the high-water mark of this process, the parent:
+//! with `process` it does not count the workers). With `process` the line
+//! also has `"worker_peak_rss_kib"`: the largest peak RSS of one worker
+//! process (`getrusage(RUSAGE_CHILDREN)` once the pool has reaped them).
+//!
+//! `process` runs `imap_fn` over the named function `bench.inc`; the
+//! workers are copies of this program, which is why `main` calls
+//! `shoal_process::worker_main` first.
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -19,12 +26,16 @@ use std::time::Instant;
 use shoal_benches::workloads::{generator, w6_stream};
 use shoal_benches::{Implementation, Runner};
 
-const USAGE: &str = "usage: w6-memory --backend <serial|threads|threads-plugin> --items <N> [--workers <W>]\n       w6-memory --list-backends";
+const USAGE: &str = "usage: w6-memory --backend <serial|threads|threads-plugin|process> --items <N> [--workers <W>]\n       w6-memory --list-backends";
 
 /// The backends this probe can run: every implementation with a lazy
 /// ordered map (not rayon) that builds here.
-const PROBED: [Implementation; 3] =
-    [Implementation::Serial, Implementation::Threads, Implementation::ThreadsPlugin];
+const PROBED: [Implementation; 4] = [
+    Implementation::Serial,
+    Implementation::Threads,
+    Implementation::ThreadsPlugin,
+    Implementation::Process,
+];
 
 struct Args {
     backend: Implementation,
@@ -91,7 +102,7 @@ fn runs_here(implementation: Implementation) -> bool {
         #[cfg(not(feature = "plugin"))]
         Implementation::ThreadsPlugin => false,
         Implementation::Rayon => false,
-        Implementation::Serial | Implementation::Threads => true,
+        Implementation::Serial | Implementation::Threads | Implementation::Process => true,
     }
 }
 
@@ -120,13 +131,35 @@ fn run(args: &Args) -> Result<String, String> {
     }
     drop(runner);
     let peak = peak_rss_kib()?;
+    let workers = if args.backend == Implementation::Process {
+        format!(", \"worker_peak_rss_kib\": {}", children_peak_rss_kib())
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "{{\"backend\": \"{}\", \"items\": {}, \"peak_rss_kib\": {peak}, \"pulled_before_first\": {pulled_before_first}, \"seconds\": {seconds:.6}}}",
+        "{{\"backend\": \"{}\", \"items\": {}, \"peak_rss_kib\": {peak}, \"pulled_before_first\": {pulled_before_first}, \"seconds\": {seconds:.6}{workers}}}",
         args.backend, args.items
     ))
 }
 
+/// The largest peak RSS of one reaped child process, KiB (`ru_maxrss` of
+/// `RUSAGE_CHILDREN`, which Linux gives in KiB).
+fn children_peak_rss_kib() -> u64 {
+    // SAFETY: getrusage(2) fills the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; a valid `who` and a valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0 {
+        u64::try_from(usage.ru_maxrss).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 fn main() -> ExitCode {
+    // With `--backend process` the workers are copies of this program: a
+    // copy started as a worker runs here and never returns.
+    shoal_process::worker_main(&shoal_benches::named::registry());
+
     match parse_args(std::env::args().skip(1)) {
         Ok(Command::List) => {
             for backend in PROBED.into_iter().filter(|&b| runs_here(b)) {
