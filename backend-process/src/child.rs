@@ -98,7 +98,7 @@ impl TaskSink for ChildSink {
 
     fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
         let tag = format!("w{}", self.worker.0);
-        let result = shm::to_payload(bytes, self.shm_threshold, &tag)
+        let result = shm::to_payload(&bytes, self.shm_threshold, &tag)
             .map_err(|e| TaskError::serialization(format!("shared memory: {e}")))?;
         send(&self.conn, &Message::Done { task: self.task, result })
             .map_err(|e| TaskError::serialization(format!("cannot send the result: {e}")))
@@ -155,7 +155,7 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
                     Ok(argument) => rt.run(Job {
                         task: TaskId(task),
                         attempt,
-                        work: Work::Named { function, argument },
+                        work: Work::Named { function, argument: Arc::new(argument) },
                         sink,
                     }),
                     Err(e) => Err(TaskError::serialization(e)),

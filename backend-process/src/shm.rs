@@ -19,13 +19,13 @@ fn dir() -> PathBuf {
 }
 
 /// `bytes` as a payload: inline below `threshold`, else a new segment.
-pub(crate) fn to_payload(bytes: Vec<u8>, threshold: usize, tag: &str) -> std::io::Result<Payload> {
+pub(crate) fn to_payload(bytes: &[u8], threshold: usize, tag: &str) -> std::io::Result<Payload> {
     if bytes.len() < threshold {
-        return Ok(Payload::Inline(bytes));
+        return Ok(Payload::Inline(bytes.to_vec()));
     }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("shoal-{}-{tag}-{n}", std::process::id());
-    std::fs::write(dir().join(&name), &bytes)?;
+    std::fs::write(dir().join(&name), bytes)?;
     Ok(Payload::Shm { name, len: bytes.len() as u64 })
 }
 
@@ -73,8 +73,8 @@ mod tests {
 
     #[test]
     fn small_inline_big_through_a_segment_that_is_unlinked() {
-        assert!(matches!(to_payload(vec![1; 10], 100, "t").unwrap(), Payload::Inline(_)));
-        let p = to_payload(vec![7; 1000], 100, "t").unwrap();
+        assert!(matches!(to_payload(&[1; 10], 100, "t").unwrap(), Payload::Inline(_)));
+        let p = to_payload(&[7; 1000], 100, "t").unwrap();
         let Payload::Shm { name, len } = &p else { panic!("{p:?}") };
         assert_eq!(*len, 1000);
         assert!(dir().join(name).exists());
@@ -88,11 +88,11 @@ mod tests {
         let e =
             from_payload(Payload::Shm { name: "../etc/passwd".into(), len: 1 }, 10).unwrap_err();
         assert!(e.contains("shoal-"), "{e}");
-        let p = to_payload(vec![1; 50], 10, "t").unwrap();
+        let p = to_payload(&[1; 50], 10, "t").unwrap();
         let Payload::Shm { name, .. } = &p else { panic!() };
         let lying = Payload::Shm { name: name.clone(), len: 5 };
         assert!(from_payload(lying, 1000).unwrap_err().contains("holds 50 bytes"));
-        let p = to_payload(vec![1; 50], 10, "t").unwrap();
+        let p = to_payload(&[1; 50], 10, "t").unwrap();
         assert!(from_payload(p, 20).unwrap_err().contains("exceeds"));
     }
 }

@@ -248,7 +248,7 @@ fn writer(
                     continue;
                 };
                 let tag = format!("p{}", shared.id.0);
-                let argument = match shm::to_payload(argument, threshold, &tag) {
+                let argument = match shm::to_payload(&argument, threshold, &tag) {
                     Ok(p) => p,
                     Err(e) => {
                         let err = TaskError::serialization(format!("shared memory: {e}"));

@@ -51,8 +51,8 @@ pub enum Work {
     Named {
         /// The function's registered name.
         function: String,
-        /// The serialized argument.
-        argument: Vec<u8>,
+        /// The serialized argument (shared: the pool keeps it for a retry).
+        argument: Arc<Vec<u8>>,
     },
 }
 

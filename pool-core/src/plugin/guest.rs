@@ -124,9 +124,10 @@ impl FfiWorker for GuestWorker {
                 let link = link.clone();
                 Work::Local(Box::new(move || link.run()))
             }
-            FfiWork::Named { function, argument } => {
-                Work::Named { function: function.into_string(), argument: argument.into_vec() }
-            }
+            FfiWork::Named { function, argument } => Work::Named {
+                function: function.into_string(),
+                argument: Arc::new(argument.into_vec()),
+            },
         };
         let job = Job { task: TaskId(task), attempt, work, sink: link };
         guard("send", || self.inner.send(job)).into()

@@ -81,9 +81,10 @@ impl Worker for HostWorker {
         let Job { task, attempt, work, sink } = job;
         let (work, local) = match work {
             Work::Local(f) => (FfiWork::Local, Some(f)),
-            Work::Named { function, argument } => {
-                (FfiWork::Named { function: function.into(), argument: argument.into() }, None)
-            }
+            Work::Named { function, argument } => (
+                FfiWork::Named { function: function.into(), argument: argument.to_vec().into() },
+                None,
+            ),
         };
         let link = HostTask { task, worker: self.id, sink, work: Mutex::new(local) };
         let link = FfiTask_TO::from_ptr(RArc::new(link), TD_Opaque);

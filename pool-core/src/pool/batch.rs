@@ -595,7 +595,8 @@ where
                         self.alive.clone(),
                         named.decode,
                     );
-                    let work = WorkSource::Named { function: named.function, argument: bytes };
+                    let work =
+                        WorkSource::Named { function: named.function, argument: Arc::new(bytes) };
                     // SAFETY: named chunks exist only for `'static` items
                     // and results (`engine_for`'s bounds).
                     let end_dyn = unsafe { erase_end(end.clone()) };

@@ -32,7 +32,7 @@ pub(crate) enum WorkSource {
     /// Can run again for a retry.
     Repeat(Arc<dyn Fn() + Send + Sync>),
     /// A named function and its serialized chunk of arguments.
-    Named { function: &'static str, argument: Vec<u8> },
+    Named { function: &'static str, argument: Arc<Vec<u8>> },
 }
 
 pub(crate) struct Submission {
@@ -301,9 +301,9 @@ impl Driver {
                 Work::Local(Box::new(move || f()))
             }
             WorkSource::Named { function, argument } => {
-                // Kept until the task ends: a retry, or a worker that
+                // Shared until the task ends: a retry, or a worker that
                 // retired before reading the job, needs them again.
-                Work::Named { function: function.to_string(), argument: argument.clone() }
+                Work::Named { function: function.to_string(), argument: Arc::clone(argument) }
             }
         };
         entry.end.started(worker);

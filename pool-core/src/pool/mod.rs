@@ -503,7 +503,7 @@ impl Pool {
                 return Ok(TaskHandle::new(id, cell, self.inner.link.clone()));
             }
         };
-        let work = WorkSource::Named { function: f.name(), argument: bytes };
+        let work = WorkSource::Named { function: f.name(), argument: Arc::new(bytes) };
         let id = self.inner.send_task(&open, options, cell.clone(), work);
         Ok(TaskHandle::new(id, cell, self.inner.link.clone()))
     }
