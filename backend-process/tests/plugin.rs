@@ -4,7 +4,6 @@
 
 #![cfg(all(feature = "plugin-export", feature = "testkit"))]
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use shoal_core::backend::Backend;
@@ -13,42 +12,17 @@ use shoal_core::plugin::Plugin;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_shoal-testkit-worker");
 
-/// The cdylib cargo built with this test (`target/<profile>/deps/`), or, if
-/// that is not a plugin, one built into `target/plugin-test` (this test's
-/// cargo holds the lock of its own target directory).
+/// The process backend's cdylib, built with `plugin-export`.
 fn plugin() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
     PLUGIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let deps = exe.parent().unwrap();
-        let name = format!(
-            "{}shoal_process{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
+        let path = shoal_core::testkit::test_plugin(
+            env!("CARGO_MANIFEST_DIR"),
+            "shoal-process",
+            "shoal_process",
+            "plugin-export,testkit",
         );
-        for candidate in [deps.join(&name), deps.parent().unwrap().join(&name)] {
-            if let Ok(p) = Plugin::load(&candidate) {
-                return p;
-            }
-        }
-        let target: PathBuf = deps.parent().unwrap().parent().unwrap().join("plugin-test");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "shoal-process",
-                "--features",
-                "plugin-export,testkit",
-            ])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build of the plugin failed");
-        Plugin::load(&target.join("debug").join(&name)).expect("the built plugin loads")
+        Plugin::load(&path).expect("the plugin loads")
     })
 }
 

@@ -13,52 +13,16 @@ use shoal_core::backend::Backend;
 use shoal_core::plugin::{self, Plugin, PluginErrorKind};
 use shoal_core::{Message, Pool, TaskOptions, WorkerId, task};
 
-/// The file name of the threads backend's cdylib on this platform.
-fn lib_name() -> String {
-    format!("{}shoal_threads{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
-}
-
-/// The cdylib cargo built with this test: `target/<profile>/deps/<test>`
-/// → `target/<profile>/deps/libshoal_threads.so` (or the copy in
-/// `target/<profile>/` that `cargo build` makes). If that file is missing or
-/// was last built without `plugin-export` (another `cargo build` in the
-/// same target directory), build it into a target directory of its own
-/// (not the one this test's cargo holds locked).
+/// The threads backend's cdylib, built with `plugin-export`.
 fn plugin_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let deps = exe.parent().expect("target/<profile>/deps");
-        let profile = deps.parent().expect("target/<profile>");
-        // `cargo test` builds the cdylib into `deps/` (with this test's
-        // features) but only `cargo build` copies it up to `<profile>/`.
-        for candidate in [deps.join(lib_name()), profile.join(lib_name())] {
-            if Plugin::load(&candidate).is_ok() {
-                return candidate;
-            }
-        }
-        let target = profile.parent().expect("target").join("plugin-test");
-        eprintln!(
-            "{} is missing or not a plugin; building it into {}",
-            profile.join(lib_name()).display(),
-            target.display()
-        );
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "shoal-threads",
-                "--features",
-                "plugin-export",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build of the plugin failed");
-        target.join("debug").join(lib_name())
+        shoal_core::testkit::test_plugin(
+            env!("CARGO_MANIFEST_DIR"),
+            "shoal-threads",
+            "shoal_threads",
+            "plugin-export",
+        )
     })
 }
 

@@ -23,9 +23,13 @@
 
 mod checks;
 mod functions;
+#[cfg(feature = "plugin")]
+mod plugin_build;
 
 pub use checks::*;
 pub use functions::*;
+#[cfg(feature = "plugin")]
+pub use plugin_build::test_plugin;
 
 use crate::backend::Backend;
 
