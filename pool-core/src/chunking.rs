@@ -20,8 +20,11 @@ pub const MIN_CHUNK_TIME: Duration = Duration::from_micros(200);
 pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
 
 /// The shortest chunk whose time per item bounds the chunk size (see
-/// [`Chunker::observe`]).
-pub const TRUSTED_SAMPLE: Duration = Duration::from_micros(50);
+/// [`Chunker::observe`]). Shorter chunks measure mostly the clock, cold
+/// caches or, for workers in other processes, the round trip: they set the
+/// mean but must not cap every later chunk. Items this short are not long
+/// tasks; batching them does not hurt balance.
+pub const TRUSTED_SAMPLE: Duration = Duration::from_millis(1);
 
 /// Sizes chunks; sans-IO (durations come from the caller).
 #[derive(Clone, Debug)]
@@ -76,8 +79,8 @@ impl Chunker {
             return;
         }
         let sample = elapsed.as_nanos() as f64 / items as f64;
-        // A chunk that ran for microseconds measured mostly the clock and
-        // cold caches: it may set the mean, not the slowest item time.
+        // A chunk that ran for microseconds measured mostly overhead: it may
+        // set the mean, not the slowest item time.
         if elapsed >= TRUSTED_SAMPLE {
             self.slowest_ns = self.slowest_ns.max(sample);
         }
@@ -170,6 +173,16 @@ mod tests {
         c.observe(1, Duration::from_nanos(300));
         c.observe(100_000, Duration::from_micros(80));
         assert!(c.next_size(Some(1_000_000)) >= 200_000, "{}", c.next_size(Some(1_000_000)));
+    }
+
+    #[test]
+    fn round_trips_of_remote_probes_do_not_cap_chunks() {
+        // A one-item chunk on a worker process: 50 µs of round trip.
+        let mut c = Chunker::automatic(2);
+        c.observe(1, Duration::from_micros(50));
+        c.observe(200, Duration::from_micros(60));
+        c.observe(2000, Duration::from_micros(100));
+        assert!(c.next_size(Some(100_000)) >= 4000, "{}", c.next_size(Some(100_000)));
     }
 
     #[test]
