@@ -1,6 +1,11 @@
-//! Benchmark results: reading criterion's output and the W6 memory probe, and
-//! rendering one comparison as a plain-text table, Markdown, an SVG bar chart
-//! and `results.json`.
+//! Benchmark results: reading criterion's output, the Python peers' JSON,
+//! the W6 memory probe and the chaos run, and rendering one comparison as a
+//! plain-text table, Markdown, an SVG bar chart and `results.json`.
+//!
+//! Each group's table has one ratio column per *reference* present in the
+//! group ([`REFERENCES`]: `rayon`, `serial`, `multiprocessing`), so the
+//! in-process groups compare with rayon and serial and the `P-*` groups
+//! with Python's `multiprocessing.Pool` (and serial where it ran).
 //!
 //! Criterion (0.8) writes, for a benchmark `<group>/<function>`,
 //! `<criterion dir>/<group>/<function>/new/estimates.json`
@@ -20,14 +25,38 @@ use serde_json::{Value, json};
 #[cfg(test)]
 mod tests;
 
-/// The implementation that ratios are first taken against.
-const FAST_REFERENCE: &str = "rayon";
-/// The implementation that ratios are also taken against.
-const SERIAL_REFERENCE: &str = "serial";
+/// The implementations ratios are taken against, in column order, in every
+/// group that has them: the fast in-process peer, the serial loop, and
+/// Python's `multiprocessing.Pool` with default settings (fork).
+pub const REFERENCES: &[&str] = &["rayon", "serial", "multiprocessing"];
+/// The chart draws each group relative to the first of these it has.
+const CHART_REFERENCES: &[&str] = &["rayon", "multiprocessing", "serial"];
 /// Display order of the groups we know; other groups follow by name.
-const GROUP_ORDER: &[&str] = &["W1", "W2", "W3", "W4", "W5", "W6", "roundtrip"];
+const GROUP_ORDER: &[&str] = &[
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5",
+    "W6",
+    "roundtrip",
+    "P-W1",
+    "P-W2",
+    "P-W3",
+    "P-W4",
+    "P-W5",
+    "P-W6",
+];
 /// Display order of the implementations we know; others follow by name.
-const IMPLEMENTATION_ORDER: &[&str] = &["serial", "rayon", "threads", "threads-plugin", "process"];
+const IMPLEMENTATION_ORDER: &[&str] = &[
+    "serial",
+    "python-serial",
+    "rayon",
+    "threads",
+    "threads-plugin",
+    "process",
+    "multiprocessing",
+];
 
 /// The machine and run the numbers come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +69,8 @@ pub struct Machine {
     pub date: String,
     /// Whether `--quick` shortened the measurements.
     pub quick: bool,
+    /// The Python (and numpy) of the peers' rows, if they ran.
+    pub python: Option<String>,
 }
 
 /// Work done by one iteration of a benchmark, as criterion records it.
@@ -66,6 +97,9 @@ pub struct Measurement {
     pub mean_ns: Option<f64>,
     /// Work per iteration, if the benchmark declared it.
     pub throughput: Option<Throughput>,
+    /// How the row was run, when it needs saying (e.g. the chunksize the
+    /// Python peer picked); criterion rows have none.
+    pub detail: Option<String>,
 }
 
 impl Measurement {
@@ -91,6 +125,41 @@ pub struct MemoryProbe {
     pub pulled_before_first: Option<u64>,
     /// Wall time of the run, seconds.
     pub seconds: Option<f64>,
+    /// The largest peak RSS of one worker process, KiB (process pools).
+    pub worker_peak_rss_kib: Option<u64>,
+}
+
+/// One chaos run (`chaos`): tasks while a worker is SIGKILLed every
+/// `every` results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosRun {
+    /// Tasks submitted.
+    pub tasks: u64,
+    /// A worker was killed after every this many results.
+    pub every: u64,
+    /// Workers killed.
+    pub kills: u64,
+    /// Tasks lost with a killed worker (`WorkerLost`).
+    pub lost: u64,
+    /// Tasks that failed otherwise.
+    pub other_errors: u64,
+    /// Tasks that returned a wrong result.
+    pub wrong: u64,
+    /// Wall time of the run, seconds.
+    pub seconds: f64,
+}
+
+/// What the Python peers (`benches/py/peers.py`) printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peers {
+    /// `Python 3.11.7, numpy 2.4.6`.
+    pub python: String,
+    /// Their rows, to join the criterion groups of the same name.
+    pub measurements: Vec<Measurement>,
+    /// Their W6 memory runs.
+    pub memory: Vec<MemoryProbe>,
+    /// What they could not run.
+    pub notes: Vec<String>,
 }
 
 /// Everything one `cargo xtask bench` produced.
@@ -102,6 +171,8 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
     /// W6 memory probe results.
     pub memory: Vec<MemoryProbe>,
+    /// The chaos run, if it ran.
+    pub chaos: Option<ChaosRun>,
     /// What went wrong without stopping the run (failed probes, skipped files).
     pub notes: Vec<String>,
 }
@@ -204,7 +275,7 @@ fn read_measurement(dir: &Path, relative: &Path) -> Result<Measurement, String> 
         }
         throughput = benchmark.get("throughput").and_then(parse_throughput);
     }
-    Ok(Measurement { group, implementation, median_ns, mean_ns, throughput })
+    Ok(Measurement { group, implementation, median_ns, mean_ns, throughput, detail: None })
 }
 
 /// Parses criterion's serde form of `Throughput`, e.g. `{"Elements": 1000}`.
@@ -229,17 +300,93 @@ pub fn parse_memory_probe(stdout: &str, backend: &str, items: u64) -> Result<Mem
         .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
         .find(|value| value.get("peak_rss_kib").is_some())
         .ok_or("no JSON line with `peak_rss_kib` in its output")?;
-    let number = |key: &str| {
-        let value = line.get(key)?;
-        value.as_u64().or_else(|| value.as_f64().filter(|v| *v >= 0.0).map(|v| v.round() as u64))
-    };
+    let number = |key: &str| count(&line, key);
     Ok(MemoryProbe {
         backend: line.get("backend").and_then(Value::as_str).unwrap_or(backend).to_owned(),
         items: number("items").unwrap_or(items),
         peak_rss_kib: number("peak_rss_kib").ok_or("`peak_rss_kib` is not a number")?,
         pulled_before_first: number("pulled_before_first"),
         seconds: line.get("seconds").and_then(Value::as_f64),
+        worker_peak_rss_kib: number("worker_peak_rss_kib"),
     })
+}
+
+/// A non-negative integer field of a JSON object (a float is rounded).
+fn count(value: &Value, key: &str) -> Option<u64> {
+    let value = value.get(key)?;
+    value.as_u64().or_else(|| value.as_f64().filter(|v| *v >= 0.0).map(|v| v.round() as u64))
+}
+
+/// Parses the output of `chaos`: the last stdout line that is a JSON object
+/// with `kills`.
+pub fn parse_chaos(stdout: &str) -> Result<ChaosRun, String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .find(|value| value.get("kills").is_some())
+        .ok_or("no JSON line with `kills` in its output")?;
+    let field = |key: &str| count(&line, key).ok_or(format!("`{key}` is missing or not a number"));
+    Ok(ChaosRun {
+        tasks: field("tasks")?,
+        every: field("every")?,
+        kills: field("kills")?,
+        lost: field("lost")?,
+        other_errors: field("other_errors")?,
+        wrong: field("wrong")?,
+        seconds: line
+            .get("seconds")
+            .and_then(Value::as_f64)
+            .ok_or("`seconds` is missing or not a number")?,
+    })
+}
+
+/// Parses the JSON document of `benches/py/peers.py`:
+/// `{"python", "numpy", "measurements": [{"group", "implementation",
+/// "median_ns", "mean_ns", "throughput": {"Elements": n} | {"Bytes": n} |
+/// null, "detail"}], "memory": [<w6-memory line>], "notes": [..]}`.
+/// Rows without a group, an implementation or a positive median are
+/// skipped with a note.
+pub fn parse_peers(stdout: &str) -> Result<Peers, String> {
+    let doc: Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("its output is not one JSON document: {e}"))?;
+    let rows = doc.get("measurements").and_then(Value::as_array).ok_or("no `measurements`")?;
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let mut notes: Vec<String> = doc
+        .get("notes")
+        .and_then(Value::as_array)
+        .map(|n| n.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let mut measurements = Vec::new();
+    for row in rows {
+        let median = row.get("median_ns").and_then(Value::as_f64).filter(|m| *m > 0.0);
+        match (text(row, "group"), text(row, "implementation"), median) {
+            (Some(group), Some(implementation), Some(median_ns)) => {
+                measurements.push(Measurement {
+                    group,
+                    implementation,
+                    median_ns,
+                    mean_ns: row.get("mean_ns").and_then(Value::as_f64),
+                    throughput: row.get("throughput").and_then(parse_throughput),
+                    detail: text(row, "detail"),
+                })
+            }
+            _ => notes.push(format!("a row was skipped: {row}")),
+        }
+    }
+    let mut memory = Vec::new();
+    for probe in doc.get("memory").and_then(Value::as_array).into_iter().flatten() {
+        let backend = text(probe, "backend").unwrap_or_else(|| "python".to_owned());
+        match parse_memory_probe(&probe.to_string(), &backend, count(probe, "items").unwrap_or(0)) {
+            Ok(p) => memory.push(p),
+            Err(why) => notes.push(format!("a memory run was skipped ({why}): {probe}")),
+        }
+    }
+    let mut python = format!("Python {}", text(&doc, "python").unwrap_or_else(|| "?".to_owned()));
+    if let Some(numpy) = text(&doc, "numpy") {
+        python.push_str(&format!(", numpy {numpy}"));
+    }
+    Ok(Peers { python, measurements, memory, notes })
 }
 
 // ---------------------------------------------------------------------------
@@ -250,10 +397,16 @@ pub fn parse_memory_probe(stdout: &str, backend: &str, items: u64) -> Result<Mem
 pub struct Row<'a> {
     /// The measurement.
     pub measurement: &'a Measurement,
-    /// `time / time(rayon)` in the same group.
-    pub vs_rayon: Option<f64>,
-    /// `time / time(serial)` in the same group.
-    pub vs_serial: Option<f64>,
+    /// `time / time(reference)` for each of the group's references, in
+    /// their order (see [`relative`]).
+    pub ratios: Vec<(&'static str, Option<f64>)>,
+}
+
+impl Row<'_> {
+    /// The ratio to `reference`, if the group has it.
+    pub fn ratio(&self, reference: &str) -> Option<f64> {
+        self.ratios.iter().find(|(name, _)| *name == reference).and_then(|(_, r)| *r)
+    }
 }
 
 /// A group with its rows, in display order.
@@ -261,14 +414,21 @@ pub struct Row<'a> {
 pub struct Group<'a> {
     /// Group name, e.g. `W1`.
     pub name: &'a str,
+    /// The [`REFERENCES`] this group has a row of, in column order.
+    pub references: Vec<&'static str>,
     /// One row per implementation.
     pub rows: Vec<Row<'a>>,
 }
 
 impl Group<'_> {
-    /// Whether the group has a rayon row to compare with.
-    fn has_rayon(&self) -> bool {
-        self.rows.iter().any(|row| row.measurement.implementation == FAST_REFERENCE)
+    /// The reference the chart draws this group against, if any.
+    fn chart_reference(&self) -> Option<&'static str> {
+        CHART_REFERENCES.iter().copied().find(|r| self.references.contains(r))
+    }
+
+    /// Whether some row says how it was run.
+    fn has_details(&self) -> bool {
+        self.rows.iter().any(|row| row.measurement.detail.is_some())
     }
 }
 
@@ -284,6 +444,30 @@ fn order_key<'a>(name: &'a str, order: &[&str]) -> (usize, &'a str) {
     (exact.or_else(variant).unwrap_or(order.len()), name)
 }
 
+/// Work per iteration of a measurement, as (kind, amount).
+fn work(m: &Measurement) -> Option<(u8, u64)> {
+    match m.throughput? {
+        Throughput::Elements(n) => Some((0, n)),
+        Throughput::Bytes(n) => Some((1, n)),
+        Throughput::Bits(n) => Some((2, n)),
+    }
+}
+
+/// `m`'s time relative to `reference`'s: `time / time(reference)`, or, when
+/// both did the same kind of work in different amounts (a peer that ran
+/// fewer items), time per unit of work over the reference's.
+pub fn relative(m: &Measurement, reference: &Measurement) -> Option<f64> {
+    if m.median_ns <= 0.0 || reference.median_ns <= 0.0 {
+        return None;
+    }
+    match (work(m), work(reference)) {
+        (Some((kind, n)), Some((ref_kind, ref_n))) if kind == ref_kind && n != ref_n => (n > 0
+            && ref_n > 0)
+            .then(|| (m.median_ns / n as f64) / (reference.median_ns / ref_n as f64)),
+        _ => Some(m.median_ns / reference.median_ns),
+    }
+}
+
 /// Groups the measurements, known groups and implementations first.
 pub fn groups(measurements: &[Measurement]) -> Vec<Group<'_>> {
     let mut by_group: BTreeMap<(usize, &str), Vec<&Measurement>> = BTreeMap::new();
@@ -297,23 +481,21 @@ pub fn groups(measurements: &[Measurement]) -> Vec<Group<'_>> {
                 order_key(&a.implementation, IMPLEMENTATION_ORDER)
                     .cmp(&order_key(&b.implementation, IMPLEMENTATION_ORDER))
             });
-            let time_of = |reference: &str| {
-                members
-                    .iter()
-                    .find(|m| m.implementation == reference)
-                    .map(|m| m.median_ns)
-                    .filter(|t| *t > 0.0)
-            };
-            let (rayon, serial) = (time_of(FAST_REFERENCE), time_of(SERIAL_REFERENCE));
+            let present: Vec<(&'static str, &Measurement)> = REFERENCES
+                .iter()
+                .filter_map(|&r| members.iter().find(|m| m.implementation == r).map(|m| (r, *m)))
+                .collect();
             let rows = members
                 .iter()
                 .map(|m| Row {
                     measurement: m,
-                    vs_rayon: rayon.map(|r| m.median_ns / r),
-                    vs_serial: serial.map(|s| m.median_ns / s),
+                    ratios: present
+                        .iter()
+                        .map(|&(r, reference)| (r, relative(m, reference)))
+                        .collect(),
                 })
                 .collect();
-            Group { name, rows }
+            Group { name, references: present.iter().map(|(r, _)| *r).collect(), rows }
         })
         .collect()
 }
@@ -328,6 +510,11 @@ pub struct MemoryRow<'a> {
     /// `peak(largest N) / peak(smallest N)` over all sizes probed; close to 1
     /// when memory stays flat.
     pub growth: Option<f64>,
+    /// `(peak(largest N) - peak(smallest N)) / (largest N - smallest N)` in
+    /// bytes: what each extra item cost. Keeping the items (or their
+    /// results) would cost at least 8 bytes each; allocator noise is well
+    /// under 1.
+    pub bytes_per_item: Option<f64>,
 }
 
 /// The item counts probed (ascending) and one row per backend.
@@ -345,18 +532,21 @@ pub fn memory_rows(probes: &[MemoryProbe]) -> (Vec<u64>, Vec<MemoryRow<'_>>) {
     let rows = by_backend
         .into_iter()
         .map(|((_, backend), by_items)| {
-            let growth = match (sizes.first(), sizes.last()) {
+            let ends = match (sizes.first(), sizes.last()) {
                 (Some(small), Some(large)) if small != large => {
                     match (by_items.get(small), by_items.get(large)) {
-                        (Some(a), Some(b)) if a.peak_rss_kib > 0 => {
-                            Some(b.peak_rss_kib as f64 / a.peak_rss_kib as f64)
-                        }
+                        (Some(a), Some(b)) if a.peak_rss_kib > 0 => Some((*a, *b)),
                         _ => None,
                     }
                 }
                 _ => None,
             };
-            MemoryRow { backend, by_items, growth }
+            let growth = ends.map(|(a, b)| b.peak_rss_kib as f64 / a.peak_rss_kib as f64);
+            let bytes_per_item = ends.map(|(a, b)| {
+                (b.peak_rss_kib as f64 - a.peak_rss_kib as f64) * 1024.0
+                    / (b.items as f64 - a.items as f64)
+            });
+            MemoryRow { backend, by_items, growth, bytes_per_item }
         })
         .collect();
     (sizes, rows)
@@ -412,9 +602,19 @@ pub fn human_throughput(measurement: &Measurement) -> Option<String> {
     })
 }
 
-/// A ratio as `1.23x`, or `-` when unknown.
+/// A ratio as `1.23x` (two significant digits below 0.1, `0.0042x`; no
+/// decimals from 1000 on, `40414x`), or `-` when unknown.
 pub fn ratio(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}x"))
+    match value {
+        None => "-".to_owned(),
+        Some(v) if !v.is_finite() => format!("{v}x"),
+        Some(v) if v >= 1000.0 => format!("{v:.0}x"),
+        Some(v) if v >= 0.1 || v <= 0.0 => format!("{v:.2}x"),
+        Some(v) => {
+            let decimals = (1.0 - v.log10().floor()).clamp(2.0, 9.0) as usize;
+            format!("{v:.decimals$}x")
+        }
+    }
 }
 
 /// An item count: `10^6` for powers of ten, else the number.
@@ -466,10 +666,12 @@ pub fn utc_date(time: SystemTime) -> String {
 // Tables
 
 /// A table: a header and rows of cells; the first column is a name
-/// (left-aligned), the others are numbers (right-aligned).
+/// (left-aligned), the others are numbers (right-aligned), except the last
+/// `text_columns`, which are text (left-aligned).
 struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    text_columns: usize,
 }
 
 impl Table {
@@ -483,6 +685,10 @@ impl Table {
         widths
     }
 
+    fn left_aligned(&self, index: usize) -> bool {
+        index == 0 || index + self.text_columns >= self.header.len()
+    }
+
     fn text(&self, out: &mut String) {
         let widths = self.widths();
         for cells in std::iter::once(&self.header).chain(&self.rows) {
@@ -491,6 +697,8 @@ impl Table {
                 let pad = " ".repeat(width - cell.chars().count());
                 if index == 0 {
                     let _ = write!(line, " {cell}{pad}");
+                } else if self.left_aligned(index) {
+                    let _ = write!(line, "   {cell}{pad}");
                 } else {
                     let _ = write!(line, "   {pad}{cell}");
                 }
@@ -504,7 +712,7 @@ impl Table {
         let row = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
         out.push_str(&row(&self.header));
         let rule: Vec<String> = (0..self.header.len())
-            .map(|i| if i == 0 { "---".to_owned() } else { "---:".to_owned() })
+            .map(|i| if self.left_aligned(i) { "---".to_owned() } else { "---:".to_owned() })
             .collect();
         out.push_str(&row(&rule));
         for cells in &self.rows {
@@ -514,33 +722,45 @@ impl Table {
 }
 
 fn group_table(group: &Group<'_>) -> Table {
-    Table {
-        header: ["implementation", "median", "throughput", "vs rayon", "vs serial"]
-            .map(str::to_owned)
-            .to_vec(),
-        rows: group
-            .rows
-            .iter()
-            .map(|row| {
-                vec![
-                    row.measurement.implementation.clone(),
-                    human_time(row.measurement.median_ns),
-                    human_throughput(row.measurement).unwrap_or_else(|| "-".to_owned()),
-                    ratio(row.vs_rayon),
-                    ratio(row.vs_serial),
-                ]
-            })
-            .collect(),
+    let details = group.has_details();
+    let mut header: Vec<String> =
+        ["implementation", "median", "throughput"].map(str::to_owned).to_vec();
+    header.extend(group.references.iter().map(|r| format!("vs {r}")));
+    if details {
+        header.push("how".to_owned());
     }
+    let rows = group
+        .rows
+        .iter()
+        .map(|row| {
+            let m = row.measurement;
+            let mut cells = vec![
+                m.implementation.clone(),
+                human_time(m.median_ns),
+                human_throughput(m).unwrap_or_else(|| "-".to_owned()),
+            ];
+            cells.extend(row.ratios.iter().map(|(_, r)| ratio(*r)));
+            if details {
+                cells.push(m.detail.clone().unwrap_or_default());
+            }
+            cells
+        })
+        .collect();
+    Table { header, rows, text_columns: usize::from(details) }
 }
 
 fn memory_table(probes: &[MemoryProbe]) -> Option<Table> {
     let (sizes, rows) = memory_rows(probes);
     let (&small, &large) = (sizes.first()?, sizes.last()?);
+    let workers = probes.iter().any(|p| p.worker_peak_rss_kib.is_some());
     let mut header = vec!["backend".to_owned()];
     header.extend(sizes.iter().map(|&n| format!("peak RSS {}", items_label(n))));
     if small != large {
         header.push(format!("peak {} / {}", items_label(large), items_label(small)));
+        header.push("bytes/item".to_owned());
+    }
+    if workers {
+        header.push(format!("worker peak ({})", items_label(large)));
     }
     header.push(format!("pulled before first ({})", items_label(large)));
     header.push(format!("time ({})", items_label(large)));
@@ -553,8 +773,17 @@ fn memory_table(probes: &[MemoryProbe]) -> Option<Table> {
             }));
             if small != large {
                 cells.push(ratio(row.growth));
+                cells
+                    .push(row.bytes_per_item.map_or_else(|| "-".to_owned(), |b| format!("{b:.2}")));
             }
             let at_large = row.by_items.get(&large);
+            if workers {
+                cells.push(
+                    at_large
+                        .and_then(|p| p.worker_peak_rss_kib)
+                        .map_or_else(|| "-".to_owned(), human_kib),
+                );
+            }
             cells.push(
                 at_large
                     .and_then(|p| p.pulled_before_first)
@@ -568,32 +797,176 @@ fn memory_table(probes: &[MemoryProbe]) -> Option<Table> {
             cells
         })
         .collect();
-    Some(Table { header, rows })
+    Some(Table { header, rows, text_columns: 0 })
+}
+
+fn chaos_table(run: &ChaosRun) -> Table {
+    let header =
+        ["tasks", "kill every", "kills", "lost", "other errors", "wrong", "time", "tasks/s"]
+            .map(str::to_owned)
+            .to_vec();
+    let per_second = if run.seconds > 0.0 {
+        format!("{:.0}", run.tasks as f64 / run.seconds)
+    } else {
+        "-".into()
+    };
+    let row = vec![
+        run.tasks.to_string(),
+        run.every.to_string(),
+        run.kills.to_string(),
+        run.lost.to_string(),
+        run.other_errors.to_string(),
+        run.wrong.to_string(),
+        human_time(run.seconds * 1e9),
+        per_second,
+    ];
+    Table { header, rows: vec![row], text_columns: 0 }
+}
+
+/// Peak memory counts as flat when each extra item costs less than this
+/// many bytes from the smallest to the largest W6 size: holding the items
+/// or their results would cost at least 8 (a `u64`); what stays below 1 is
+/// allocator noise, not a buffer that grows with the input.
+pub const FLAT_BYTES_PER_ITEM: f64 = 1.0;
+
+/// One target of the benchmarks issue, checked against this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// What is compared, e.g. `P-W1 process vs multiprocessing`.
+    pub name: String,
+    /// What this run measured.
+    pub measured: String,
+    /// The goal, e.g. `>= 20x the throughput`.
+    pub goal: String,
+    /// Whether it was met; `None` when a row is missing.
+    pub met: Option<bool>,
+}
+
+fn find_measurement<'a>(
+    report: &'a Report,
+    group: &str,
+    implementation: &str,
+) -> Option<&'a Measurement> {
+    report.measurements.iter().find(|m| m.group == group && m.implementation == implementation)
+}
+
+/// The issue's targets for the process backend, each measured in this run:
+/// P-W1 throughput >= 20x multiprocessing's, P-W4 time <= multiprocessing
+/// (fork), P-W5 MB/s >= 5x multiprocessing's, W6 memory of `process` flat
+/// ([`FLAT_MEMORY`]), and a chaos run with no wrong result and at most one
+/// lost task per kill.
+pub fn targets(report: &Report) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let vs_peer = |group: &str| {
+        let process = find_measurement(report, group, "process")?;
+        relative(process, find_measurement(report, group, "multiprocessing")?)
+    };
+    for (group, what, at_least) in [("P-W1", "items/s", 20.0), ("P-W5", "MB/s", 5.0)] {
+        let speedup = vs_peer(group).map(|r| 1.0 / r);
+        targets.push(Target {
+            name: format!("{group} process vs multiprocessing"),
+            measured: speedup.map_or_else(|| "-".to_owned(), |s| format!("{s:.2}x the {what}")),
+            goal: format!(">= {at_least}x the {what}"),
+            met: speedup.map(|s| s >= at_least),
+        });
+    }
+    let w4 = vs_peer("P-W4");
+    targets.push(Target {
+        name: "P-W4 process vs multiprocessing (fork)".to_owned(),
+        measured: w4.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x the time")),
+        goal: "<= 1.00x the time".to_owned(),
+        met: w4.map(|r| r <= 1.0),
+    });
+    let (sizes, rows) = memory_rows(&report.memory);
+    let process = rows.iter().find(|r| r.backend == "process");
+    let growth = process.and_then(|r| r.growth.zip(r.bytes_per_item));
+    let span = match (sizes.first(), sizes.last()) {
+        (Some(&a), Some(&b)) => format!("{} to {}", items_label(a), items_label(b)),
+        _ => "-".to_owned(),
+    };
+    targets.push(Target {
+        name: "W6 memory of process".to_owned(),
+        measured: growth.map_or_else(
+            || "-".to_owned(),
+            |(g, b)| format!("peak x{g:.2} from {span}, {b:.2} bytes per extra item"),
+        ),
+        goal: format!("flat: < {FLAT_BYTES_PER_ITEM:.0} byte per extra item"),
+        met: growth.map(|(_, b)| b < FLAT_BYTES_PER_ITEM),
+    });
+    targets.push(match &report.chaos {
+        Some(run) => Target {
+            name: "chaos run".to_owned(),
+            measured: format!(
+                "{} tasks in {}, {} kills, {} lost, {} wrong, {} other errors",
+                run.tasks,
+                human_time(run.seconds * 1e9),
+                run.kills,
+                run.lost,
+                run.wrong,
+                run.other_errors
+            ),
+            goal: "no wrong result or other error, lost <= kills".to_owned(),
+            met: Some(run.wrong == 0 && run.other_errors == 0 && run.lost <= run.kills),
+        },
+        None => Target {
+            name: "chaos run".to_owned(),
+            measured: "-".to_owned(),
+            goal: "no wrong result or other error, lost <= kills".to_owned(),
+            met: None,
+        },
+    });
+    targets
+}
+
+fn targets_table(report: &Report) -> Table {
+    let header = ["target", "measured", "goal", "met"].map(str::to_owned).to_vec();
+    let rows = targets(report)
+        .into_iter()
+        .map(|t| {
+            let met = match t.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            vec![t.name, t.measured, t.goal, met.to_owned()]
+        })
+        .collect();
+    Table { header, rows, text_columns: 4 }
 }
 
 fn machine_line(machine: &Machine) -> String {
     format!(
-        "{} cores, {}, {}{}",
+        "{} cores, {}{}, {}{}",
         machine.nproc,
         machine.rustc,
+        machine.python.as_deref().map(|p| format!(", {p}")).unwrap_or_default(),
         machine.date,
         if machine.quick { " (--quick)" } else { "" }
     )
 }
 
+const RATIO_NOTE: &str = "ratios are time / time of the reference in the same group (below 1.00x is \
+     faster); when the reference did a different number of items, time per item";
+
 /// The comparison as plain text, for the terminal.
 pub fn text(report: &Report) -> String {
     let mut out = format!("shoal bench: {}\n", machine_line(&report.machine));
-    out.push_str("median time per iteration; ratios are time / time of the reference\n");
+    let _ = writeln!(out, "median time per iteration; {RATIO_NOTE}");
     for group in groups(&report.measurements) {
         let _ = writeln!(out, "\n{}", group.name);
         group_table(&group).text(&mut out);
     }
     if let Some(table) = memory_table(&report.memory) {
-        out.push_str(
-            "\nW6 memory (peak RSS of the w6-memory probe; flat means ratio near 1.00x)\n",
-        );
+        out.push_str("\nW6 memory (peak RSS of the parent process; flat means ratio near 1.00x)\n");
         table.text(&mut out);
+    }
+    if let Some(run) = &report.chaos {
+        out.push_str("\nchaos (process backend, a random worker SIGKILLed every few results)\n");
+        chaos_table(run).text(&mut out);
+    }
+    if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
+        out.push_str("\ntargets (process backend)\n");
+        targets_table(report).text(&mut out);
     }
     if !report.notes.is_empty() {
         out.push_str("\nnotes:\n");
@@ -610,15 +983,19 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::from("# shoal benchmark report\n\n");
     let _ = writeln!(out, "- machine: {} cores (available parallelism)", machine.nproc);
     let _ = writeln!(out, "- compiler: `{}`", machine.rustc);
+    if let Some(python) = &machine.python {
+        let _ = writeln!(out, "- peers: {python} (`multiprocessing.Pool`, fork unless named)");
+    }
     let _ = writeln!(out, "- date: {}", machine.date);
     let _ = writeln!(
         out,
         "- mode: {}",
         if machine.quick { "quick (`--quick`: short warm-up and measurement)" } else { "full" }
     );
-    out.push_str(
-        "\nTimes are criterion medians per iteration; ratios are time / time of the \
-         reference in the same group (below 1.00x is faster). Chart: `report.svg`.\n",
+    let _ = writeln!(
+        out,
+        "\nTimes are medians per iteration (criterion's; the Python peers' over a few \
+         repetitions); {RATIO_NOTE}. Chart: `report.svg`."
     );
     for group in groups(&report.measurements) {
         let _ = writeln!(out, "\n## {}\n", group.name);
@@ -626,10 +1003,22 @@ pub fn markdown(report: &Report) -> String {
     }
     if let Some(table) = memory_table(&report.memory) {
         out.push_str(
-            "\n## W6 memory\n\nPeak RSS of the `w6-memory` probe by number of items; \
-             flat memory means a ratio near 1.00x.\n\n",
+            "\n## W6 memory\n\nPeak RSS of the parent process (`VmHWM`) by number of items; \
+             flat memory means a ratio near 1.00x. The worker peak is the largest peak RSS of \
+             one worker process.\n\n",
         );
         table.markdown(&mut out);
+    }
+    if let Some(run) = &report.chaos {
+        out.push_str(
+            "\n## Chaos\n\nThe process backend while a random worker is SIGKILLed after \
+             every few results; a lost task is one that was on a killed worker.\n\n",
+        );
+        chaos_table(run).markdown(&mut out);
+    }
+    if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
+        out.push_str("\n## Targets\n\n");
+        targets_table(report).markdown(&mut out);
     }
     if !report.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
@@ -652,12 +1041,18 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// The comparison as an SVG bar chart (`report.svg`): one panel per group,
-/// one horizontal bar per implementation showing its time relative to rayon,
-/// or its median time when the group has no rayon row.
+/// one bar per implementation. A group with a reference (the first of
+/// `rayon`, `multiprocessing`, `serial` it has) shows each time relative to
+/// it on a log scale, bars growing left (faster) or right (slower) from the
+/// reference's dashed line; a group without one shows median times.
 pub fn svg(report: &Report) -> String {
-    const WIDTH: f64 = 760.0;
-    const LABEL: f64 = 160.0;
-    const BAR_MAX: f64 = 470.0;
+    const WIDTH: f64 = 800.0;
+    const LABEL: f64 = 200.0;
+    const BAR_MAX: f64 = 500.0;
+    /// Room left beside the longest bar of a log panel for its label.
+    const LABEL_ROOM: f64 = 70.0;
+    /// A log panel spans at least 2x either way.
+    const MIN_DECADES: f64 = 0.301;
     const ROW: f64 = 22.0;
     const BAR: f64 = 15.0;
     const PANEL_HEAD: f64 = 26.0;
@@ -665,7 +1060,7 @@ pub fn svg(report: &Report) -> String {
     const TOP: f64 = 58.0;
     const PALETTE: &[&str] = &[
         "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-        "#9c755f", "#bab0ac",
+        "#9c755f", "#bab0ac", "#a0cbe8", "#8cd17d", "#b6992d", "#499894", "#d37295", "#86bcb6",
     ];
 
     let groups = groups(&report.measurements);
@@ -692,7 +1087,7 @@ pub fn svg(report: &Report) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="10" y="22" font-size="16" font-weight="bold">shoal bench: time relative to rayon (shorter is faster)</text>"#
+        r#"<text x="10" y="22" font-size="16" font-weight="bold">shoal bench: median time / reference (log scale, left is faster)</text>"#
     );
     let _ = writeln!(
         out,
@@ -705,19 +1100,11 @@ pub fn svg(report: &Report) -> String {
 
     let mut y = TOP;
     for group in &groups {
-        let relative = group.has_rayon();
-        let values: Vec<f64> = group
-            .rows
-            .iter()
-            .map(|row| if relative { row.vs_rayon } else { Some(row.measurement.median_ns) })
-            .map(|v| v.unwrap_or(0.0))
-            .collect();
-        let max = values.iter().copied().fold(if relative { 1.0 } else { 0.0 }, f64::max);
-        let scale = if max > 0.0 { BAR_MAX / max } else { 0.0 };
-        let title = if relative {
-            format!("{}: median time / rayon", group.name)
-        } else {
-            format!("{}: median time (no rayon row)", group.name)
+        let reference = group.chart_reference();
+        let rows_top = y + PANEL_HEAD;
+        let title = match reference {
+            Some(r) => format!("{}: median time / {r}", group.name),
+            None => format!("{}: median time (no reference row)", group.name),
         };
         let _ = writeln!(
             out,
@@ -725,12 +1112,50 @@ pub fn svg(report: &Report) -> String {
             y + 16.0,
             xml_escape(&title)
         );
-        let rows_top = y + PANEL_HEAD;
-        for (index, (row, value)) in group.rows.iter().zip(&values).enumerate() {
+        // Per row: bar start, bar width, label x, label anchor, label.
+        let bars: Vec<(f64, f64, f64, &str, String)> = match reference {
+            Some(r) => {
+                let ratios: Vec<Option<f64>> =
+                    group.rows.iter().map(|row| row.ratio(r).filter(|v| *v > 0.0)).collect();
+                let decades =
+                    ratios.iter().flatten().map(|v| v.log10().abs()).fold(MIN_DECADES, f64::max);
+                let half = BAR_MAX / 2.0 - LABEL_ROOM;
+                let mid = LABEL + BAR_MAX / 2.0;
+                ratios
+                    .iter()
+                    .map(|v| match v {
+                        Some(v) => {
+                            let x = mid + v.log10() / decades * half;
+                            let (start, width) = (x.min(mid), (x - mid).abs().max(1.0));
+                            if *v < 1.0 {
+                                (start, width, start - 4.0, "end", ratio(Some(*v)))
+                            } else {
+                                (start, width, start + width + 4.0, "start", ratio(Some(*v)))
+                            }
+                        }
+                        None => (mid, 1.0, mid + 5.0, "start", "-".to_owned()),
+                    })
+                    .collect()
+            }
+            None => {
+                let max = group.rows.iter().map(|r| r.measurement.median_ns).fold(0.0, f64::max);
+                let scale = if max > 0.0 { BAR_MAX / max } else { 0.0 };
+                group
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let width = (row.measurement.median_ns * scale).max(1.0);
+                        let label = human_time(row.measurement.median_ns);
+                        (LABEL, width, LABEL + width + 6.0, "start", label)
+                    })
+                    .collect()
+            }
+        };
+        for (index, (row, (start, width, label_x, anchor, label))) in
+            group.rows.iter().zip(&bars).enumerate()
+        {
             let name = &row.measurement.implementation;
             let row_y = rows_top + index as f64 * ROW;
-            let width = (value * scale).max(1.0);
-            let label = if relative { ratio(Some(*value)) } else { human_time(*value) };
             let _ = writeln!(
                 out,
                 r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
@@ -740,7 +1165,7 @@ pub fn svg(report: &Report) -> String {
             );
             let _ = writeln!(
                 out,
-                r#"<rect x="{LABEL}" y="{row_y}" width="{width:.1}" height="{BAR}" fill="{}"><title>{}</title></rect>"#,
+                r#"<rect x="{start:.1}" y="{row_y}" width="{width:.1}" height="{BAR}" fill="{}"><title>{}</title></rect>"#,
                 colour(name),
                 xml_escape(&format!(
                     "{}/{name}: {}",
@@ -750,14 +1175,13 @@ pub fn svg(report: &Report) -> String {
             );
             let _ = writeln!(
                 out,
-                r#"<text x="{:.1}" y="{}">{}</text>"#,
-                LABEL + width + 6.0,
+                r#"<text x="{label_x:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
                 row_y + BAR - 3.0,
-                xml_escape(&label)
+                xml_escape(label)
             );
         }
-        if relative && scale > 0.0 {
-            let x = LABEL + scale;
+        if reference.is_some() {
+            let x = LABEL + BAR_MAX / 2.0;
             let _ = writeln!(
                 out,
                 r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#333" stroke-dasharray="4 3"/>"##,
@@ -787,6 +1211,8 @@ pub fn json(report: &Report) -> String {
                 Throughput::Bytes(n) => json!({ "bytes": n }),
                 Throughput::Bits(n) => json!({ "bits": n }),
             });
+            let ratios: serde_json::Map<String, Value> =
+                row.ratios.iter().map(|(r, v)| ((*r).to_owned(), json!(v))).collect();
             json!({
                 "group": m.group,
                 "implementation": m.implementation,
@@ -794,8 +1220,11 @@ pub fn json(report: &Report) -> String {
                 "mean_ns": m.mean_ns,
                 "throughput_per_iteration": throughput,
                 "throughput_per_second": m.per_second(),
-                "ratio_to_rayon": row.vs_rayon,
-                "ratio_to_serial": row.vs_serial,
+                "ratios": ratios,
+                "ratio_to_rayon": row.ratio("rayon"),
+                "ratio_to_serial": row.ratio("serial"),
+                "ratio_to_multiprocessing": row.ratio("multiprocessing"),
+                "detail": m.detail,
             })
         })
         .collect();
@@ -807,6 +1236,7 @@ pub fn json(report: &Report) -> String {
                 "backend": p.backend,
                 "items": p.items,
                 "peak_rss_kib": p.peak_rss_kib,
+                "worker_peak_rss_kib": p.worker_peak_rss_kib,
                 "pulled_before_first": p.pulled_before_first,
                 "seconds": p.seconds,
             })
@@ -821,20 +1251,45 @@ pub fn json(report: &Report) -> String {
                 "from_items": sizes.first(),
                 "to_items": sizes.last(),
                 "peak_ratio": row.growth,
+                "bytes_per_item": row.bytes_per_item,
             })
         })
         .collect();
+    let chaos = report.chaos.as_ref().map(|run| {
+        json!({
+            "tasks": run.tasks,
+            "every": run.every,
+            "kills": run.kills,
+            "lost": run.lost,
+            "other_errors": run.other_errors,
+            "wrong": run.wrong,
+            "seconds": run.seconds,
+        })
+    });
+    let targets: Vec<Value> = if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
+        targets(report)
+            .into_iter()
+            .map(
+                |t| json!({ "name": t.name, "measured": t.measured, "goal": t.goal, "met": t.met }),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
     let value = json!({
-        "schema": 1,
+        "schema": 2,
         "machine": {
             "nproc": machine.nproc,
             "rustc": machine.rustc,
+            "python": machine.python,
             "date": machine.date,
             "quick": machine.quick,
         },
         "benchmarks": benchmarks,
         "memory": memory,
         "memory_growth": growth,
+        "chaos": chaos,
+        "targets": targets,
         "notes": report.notes,
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".to_owned());

@@ -96,6 +96,7 @@ fn machine() -> Machine {
         rustc: "rustc 1.95.0 (test)".to_owned(),
         date: "2026-01-02 03:04:05 UTC".to_owned(),
         quick: true,
+        python: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn probe(backend: &str, items: u64, kib: u64) -> MemoryProbe {
         peak_rss_kib: kib,
         pulled_before_first: Some(64),
         seconds: Some(0.25),
+        worker_peak_rss_kib: None,
     }
 }
 
@@ -122,6 +124,7 @@ fn fake_report(root: &Path) -> Report {
             probe("serial", 100_000, 1000),
             probe("serial", 10_000_000, 900_000),
         ],
+        chaos: None,
         notes: loaded.skipped,
     }
 }
@@ -177,11 +180,14 @@ fn groups_are_ordered_and_ratios_taken_against_rayon_and_serial() {
     assert_eq!(w1, ["serial", "rayon", "threads", "process"]);
 
     let threads = find(&groups, "W1", "threads");
-    assert_eq!(threads.vs_rayon, Some(1.3));
-    assert_eq!(threads.vs_serial, Some(0.65));
-    assert_eq!(find(&groups, "W5", "threads").vs_rayon, None);
-    assert_eq!(find(&groups, "W5", "threads").vs_serial, Some(0.5));
-    assert_eq!(find(&groups, "roundtrip", "threads").vs_serial, None);
+    assert_eq!(threads.ratio("rayon"), Some(1.3));
+    assert_eq!(threads.ratio("serial"), Some(0.65));
+    assert_eq!(groups[0].references, ["rayon", "serial"]);
+    assert_eq!(find(&groups, "W5", "threads").ratio("rayon"), None);
+    assert_eq!(find(&groups, "W5", "threads").ratio("serial"), Some(0.5));
+    assert_eq!(groups[1].references, ["serial"]);
+    assert_eq!(find(&groups, "roundtrip", "threads").ratio("serial"), None);
+    assert!(groups[2].references.is_empty());
 }
 
 #[test]
@@ -210,6 +216,7 @@ fn variants_sort_next_to_their_base() {
         median_ns: 1.0,
         mean_ns: None,
         throughput: None,
+        detail: None,
     };
     let measurements = [
         m("zeta", "serial"),
@@ -242,6 +249,7 @@ fn memory_rows_report_growth() {
     assert_eq!(rows[0].backend, "serial");
     assert_eq!(rows[0].growth, None);
     assert_eq!(rows[1].growth, Some(1.5));
+    assert_eq!(rows[1].bytes_per_item, Some(1000.0 * 1024.0 / 9_900_000.0));
 }
 
 #[test]
@@ -257,9 +265,12 @@ fn markdown_has_one_table_per_group_and_memory() {
     assert!(md.contains("| implementation | median | throughput | vs rayon | vs serial |"));
     assert!(md.contains("| --- | ---: | ---: | ---: | ---: |"));
     assert!(md.contains("| threads | 2.60 ms | 385 Melem/s | 1.30x | 0.65x |"), "{md}");
-    assert!(md.contains("| serial | 1000 KiB | - | 879 MiB | 900.00x | 64 | 250 ms |"), "{md}");
     assert!(
-        md.contains("| threads | 2.00 MiB | 2.05 MiB | 2.10 MiB | 1.05x | 64 | 250 ms |"),
+        md.contains("| serial | 1000 KiB | - | 879 MiB | 900.00x | 92.99 | 64 | 250 ms |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| threads | 2.00 MiB | 2.05 MiB | 2.10 MiB | 1.05x | 0.01 | 64 | 250 ms |"),
         "{md}"
     );
 }
@@ -273,7 +284,8 @@ fn svg_has_a_panel_per_group_and_a_bar_per_row() {
     // Background plus one bar per measurement.
     assert_eq!(svg.matches("<rect").count(), 1 + 8);
     assert!(svg.contains("W1: median time / rayon"));
-    assert!(svg.contains("W5: median time (no rayon row)"));
+    assert!(svg.contains("W5: median time / serial"));
+    assert!(svg.contains("roundtrip: median time (no reference row)"));
     assert!(svg.contains(">1.30x<"));
     assert!(svg.contains("threads:plugin"));
     assert!(!svg.contains("NaN") && !svg.contains("inf"));
@@ -283,7 +295,13 @@ fn svg_has_a_panel_per_group_and_a_bar_per_row() {
         svg.matches("</text>").count() + svg.matches("</rect>").count() + svg.matches("/>").count();
     assert_eq!(opened + svg.matches("<line").count(), closed);
 
-    let empty = Report { machine: machine(), measurements: vec![], memory: vec![], notes: vec![] };
+    let empty = Report {
+        machine: machine(),
+        measurements: vec![],
+        memory: vec![],
+        chaos: None,
+        notes: vec![],
+    };
     assert!(super::svg(&empty).contains("no benchmark results"));
 }
 
@@ -319,6 +337,7 @@ fn parses_the_memory_probe_line() {
             peak_rss_kib: 5120,
             pulled_before_first: Some(16),
             seconds: Some(0.5),
+            worker_peak_rss_kib: None,
         }
     );
     let sparse = parse_memory_probe(r#"{"peak_rss_kib": 10.0}"#, "serial", 100).unwrap();
@@ -334,6 +353,11 @@ fn formats_numbers() {
     assert_eq!(human_time(12_345_678.0), "12.3 ms");
     assert_eq!(human_time(2.5e9), "2.50 s");
     assert_eq!(ratio(Some(1.234)), "1.23x");
+    assert_eq!(ratio(Some(0.1)), "0.10x");
+    assert_eq!(ratio(Some(0.0357)), "0.036x");
+    assert_eq!(ratio(Some(0.00221)), "0.0022x");
+    assert_eq!(ratio(Some(40413.62)), "40414x");
+    assert_eq!(ratio(Some(0.0)), "0.00x");
     assert_eq!(ratio(None), "-");
     assert_eq!(items_label(100_000), "10^5");
     assert_eq!(items_label(10), "10^1");
@@ -348,6 +372,7 @@ fn formats_numbers() {
         median_ns: 1e9,
         mean_ns: None,
         throughput: Some(Throughput::Bits(8_000_000)),
+        detail: None,
     };
     assert_eq!(human_throughput(&bits).as_deref(), Some("8.00 Mbit/s"));
 }
@@ -371,4 +396,262 @@ fn parses_criterion_throughput_forms() {
     );
     assert_eq!(parse(r#"{"Furlongs": 1}"#), None);
     assert_eq!(parse("null"), None);
+}
+
+/// What `benches/py/peers.py` prints, trimmed.
+const PEERS: &str = r#"{
+ "schema": 1, "python": "3.11.7", "numpy": "2.4.6", "start_method": "fork",
+ "measurements": [
+  {"group": "P-W1", "implementation": "multiprocessing", "median_ns": 28000000, "mean_ns": 29000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 12500 (default)"},
+  {"group": "P-W1", "implementation": "multiprocessing-best", "median_ns": 20000000, "mean_ns": 20000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 5000"},
+  {"group": "P-W4", "implementation": "multiprocessing", "median_ns": 10000000, "mean_ns": 10000000.0, "samples": 3, "throughput": null, "detail": "fork"},
+  {"group": "P-W4", "implementation": "multiprocessing-spawn", "median_ns": 200000000, "mean_ns": 2e8, "samples": 3, "throughput": null, "detail": "spawn"},
+  {"group": "P-W5", "implementation": "multiprocessing", "median_ns": 500000000, "mean_ns": 5e8, "samples": 3, "throughput": {"Bytes": 209715200}, "detail": null},
+  {"group": "P-W6", "implementation": "multiprocessing", "median_ns": 700000000, "mean_ns": 7e8, "samples": 1, "throughput": {"Elements": 20000}, "detail": "20000 items"},
+  {"group": "P-W6", "implementation": "broken", "median_ns": 0}
+ ],
+ "memory": [
+  {"backend": "multiprocessing-best", "items": 100000, "peak_rss_kib": 33000, "worker_peak_rss_kib": 22000, "pulled_before_first": 40000, "seconds": 0.05, "chunksize": 10000},
+  {"backend": "multiprocessing-best", "items": 10000000, "peak_rss_kib": 36000, "worker_peak_rss_kib": 22000, "pulled_before_first": 50000, "seconds": 2.6, "chunksize": 10000}
+ ],
+ "notes": ["P-W3 (numpy) skipped: numpy is not installed"]
+}
+"#;
+
+fn measurement(
+    group: &str,
+    implementation: &str,
+    ms: f64,
+    throughput: Option<Throughput>,
+) -> Measurement {
+    Measurement {
+        group: group.into(),
+        implementation: implementation.into(),
+        median_ns: ms * 1e6,
+        mean_ns: None,
+        throughput,
+        detail: None,
+    }
+}
+
+/// A report with the process suite's rows, the peers' and a chaos run.
+fn process_report() -> Report {
+    let peers = parse_peers(PEERS).unwrap();
+    let mut measurements = vec![
+        measurement("P-W1", "serial", 0.05, Some(Throughput::Elements(100_000))),
+        measurement("P-W1", "process", 1.0, Some(Throughput::Elements(100_000))),
+        measurement("P-W1", "process-chunked", 0.7, Some(Throughput::Elements(100_000))),
+        measurement("P-W4", "process", 5.0, None),
+        measurement("P-W5", "process", 100.0, Some(Throughput::Bytes(209_715_200))),
+        measurement("P-W6", "process", 100.0, Some(Throughput::Elements(1_000_000))),
+    ];
+    measurements.extend(peers.measurements);
+    let mut memory = vec![
+        MemoryProbe { worker_peak_rss_kib: Some(3000), ..probe("process", 100_000, 4000) },
+        MemoryProbe { worker_peak_rss_kib: Some(3100), ..probe("process", 10_000_000, 5000) },
+    ];
+    memory.extend(peers.memory);
+    Report {
+        machine: Machine { python: Some(peers.python), ..machine() },
+        measurements,
+        memory,
+        chaos: Some(ChaosRun {
+            tasks: 100_000,
+            every: 100,
+            kills: 1000,
+            lost: 990,
+            other_errors: 0,
+            wrong: 0,
+            seconds: 8.0,
+        }),
+        notes: peers.notes,
+    }
+}
+
+#[test]
+fn parses_the_peers_document() {
+    let peers = parse_peers(PEERS).unwrap();
+    assert_eq!(peers.python, "Python 3.11.7, numpy 2.4.6");
+    assert_eq!(peers.measurements.len(), 6, "the broken row is skipped");
+    let first = &peers.measurements[0];
+    assert_eq!((first.group.as_str(), first.implementation.as_str()), ("P-W1", "multiprocessing"));
+    assert_eq!(first.median_ns, 28e6);
+    assert_eq!(first.mean_ns, Some(29e6));
+    assert_eq!(first.throughput, Some(Throughput::Elements(100_000)));
+    assert_eq!(first.detail.as_deref(), Some("chunksize 12500 (default)"));
+    assert_eq!(peers.measurements[4].throughput, Some(Throughput::Bytes(209_715_200)));
+    assert_eq!(peers.memory.len(), 2);
+    assert_eq!(peers.memory[0].worker_peak_rss_kib, Some(22_000));
+    assert_eq!(peers.memory[1].pulled_before_first, Some(50_000));
+    assert_eq!(peers.notes.len(), 2, "{:?}", peers.notes);
+    assert!(peers.notes[1].contains("broken"), "{:?}", peers.notes);
+    assert!(parse_peers("peers: oops").is_err());
+    assert!(parse_peers("{}").is_err());
+}
+
+#[test]
+fn parses_the_chaos_line() {
+    let out = "{\"tasks\": 100000, \"every\": 100, \"kills\": 1000, \"lost\": 998, \"other_errors\": 0, \"wrong\": 0, \"worker_pids\": 999, \"seconds\": 7.5, \"first_other_error\": null}\n";
+    let run = parse_chaos(out).unwrap();
+    assert_eq!(
+        run,
+        ChaosRun {
+            tasks: 100_000,
+            every: 100,
+            kills: 1000,
+            lost: 998,
+            other_errors: 0,
+            wrong: 0,
+            seconds: 7.5
+        }
+    );
+    assert!(parse_chaos("{\"kills\": 1}").unwrap_err().contains("tasks"));
+    assert!(parse_chaos("nothing").is_err());
+}
+
+#[test]
+fn process_groups_compare_with_multiprocessing() {
+    let report = process_report();
+    let groups = groups(&report.measurements);
+    let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+    assert_eq!(names, ["P-W1", "P-W4", "P-W5", "P-W6"]);
+    let w1 = &groups[0];
+    assert_eq!(w1.references, ["serial", "multiprocessing"]);
+    let order: Vec<&str> = w1.rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
+    assert_eq!(
+        order,
+        ["serial", "process", "process-chunked", "multiprocessing", "multiprocessing-best"]
+    );
+    let process = find(&groups, "P-W1", "process");
+    assert!((process.ratio("multiprocessing").unwrap() - 1.0 / 28.0).abs() < 1e-12);
+    assert_eq!(process.ratio("serial"), Some(20.0));
+    assert_eq!(process.ratio("rayon"), None);
+    // W4 variants sort after their base.
+    let w4: Vec<&str> =
+        groups[1].rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
+    assert_eq!(w4, ["process", "multiprocessing", "multiprocessing-spawn"]);
+    // A peer that ran fewer items is compared per item.
+    let w6 = find(&groups, "P-W6", "process").ratio("multiprocessing").unwrap();
+    assert!((w6 - (100e6 / 1e6) / (700e6 / 2e4)).abs() < 1e-12, "{w6}");
+}
+
+#[test]
+fn targets_are_checked_against_the_run() {
+    let report = process_report();
+    let targets = targets(&report);
+    let by_name = |prefix: &str| targets.iter().find(|t| t.name.starts_with(prefix)).unwrap();
+    let w1 = by_name("P-W1");
+    assert_eq!((w1.measured.as_str(), w1.met), ("28.00x the items/s", Some(true)));
+    let w4 = by_name("P-W4");
+    assert_eq!((w4.measured.as_str(), w4.met), ("0.50x the time", Some(true)));
+    let w5 = by_name("P-W5");
+    assert_eq!((w5.measured.as_str(), w5.met), ("5.00x the MB/s", Some(true)));
+    let memory = by_name("W6 memory");
+    assert_eq!(memory.met, Some(true), "{memory:?}");
+    assert!(
+        memory.measured.contains("x1.25 from 10^5 to 10^7, 0.10 bytes per extra item"),
+        "{memory:?}"
+    );
+    assert_eq!(by_name("chaos").met, Some(true));
+
+    let mut slow = report.clone();
+    slow.measurements.retain(|m| !(m.group == "P-W5" && m.implementation == "process"));
+    slow.chaos = None;
+    let targets = super::targets(&slow);
+    let w5 = targets.iter().find(|t| t.name.starts_with("P-W5")).unwrap();
+    assert_eq!((w5.measured.as_str(), w5.met), ("-", None));
+}
+
+#[test]
+fn text_and_markdown_show_peers_chaos_and_targets() {
+    let report = process_report();
+    let text = text(&report);
+    assert!(text.contains("Python 3.11.7, numpy 2.4.6"), "{text}");
+    let header = text.lines().find(|l| l.contains("vs multiprocessing")).unwrap();
+    assert!(header.contains("vs serial") && header.trim_end().ends_with("how"), "{header}");
+    assert!(text.contains("chunksize 12500 (default)"), "{text}");
+    assert!(text.contains("worker peak (10^7)"), "{text}");
+    assert!(text.contains("multiprocessing-best"), "{text}");
+    assert!(text.contains("chaos (process backend"), "{text}");
+    assert!(text.contains("100000          100    1000    990"), "{text}");
+    assert!(text.contains("targets (process backend)"), "{text}");
+    assert!(text.contains("numpy is not installed"), "{text}");
+
+    let md = markdown(&report);
+    assert!(
+        md.contains(
+            "| implementation | median | throughput | vs serial | vs multiprocessing | how |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| --- | ---: | ---: | ---: | ---: | --- |"), "{md}");
+    assert!(md.contains("## Chaos\n"), "{md}");
+    assert!(
+        md.contains(
+            "| P-W1 process vs multiprocessing | 28.00x the items/s | >= 20x the items/s | yes |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("- peers: Python 3.11.7"), "{md}");
+}
+
+#[test]
+fn svg_draws_log_ratios_around_the_reference() {
+    let svg = svg(&process_report());
+    assert!(svg.contains("P-W1: median time / multiprocessing"), "{svg}");
+    assert!(svg.contains(">0.036x<"), "{svg}");
+    // A faster row's bar ends at the reference line (x = 450) and its label
+    // sits left of the bar.
+    let line = svg.lines().find(|l| l.contains("P-W1/process: ")).unwrap();
+    let x: f64 = line.split("x=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    let width: f64 =
+        line.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    assert!((x + width - 450.0).abs() < 0.2, "{line}");
+    assert!(svg.contains("text-anchor=\"end\">0.036x<"), "{svg}");
+    assert!(!svg.contains("NaN") && !svg.contains("inf"));
+}
+
+#[test]
+fn json_has_ratios_chaos_and_targets() {
+    let value: Value = serde_json::from_str(&json(&process_report())).unwrap();
+    assert_eq!(value["schema"], 2);
+    assert_eq!(value["machine"]["python"], "Python 3.11.7, numpy 2.4.6");
+    let rows = value["benchmarks"].as_array().unwrap();
+    let spawn = rows.iter().find(|b| b["implementation"] == "multiprocessing-spawn").unwrap();
+    assert_eq!(spawn["ratios"]["multiprocessing"], 20.0);
+    assert_eq!(spawn["ratio_to_multiprocessing"], 20.0);
+    assert_eq!(spawn["detail"], "spawn");
+    assert_eq!(value["chaos"]["kills"], 1000);
+    assert_eq!(value["targets"].as_array().unwrap().len(), 5);
+    assert_eq!(value["memory"][0]["worker_peak_rss_kib"], 3000);
+}
+
+/// The contract with `benches/py/peers.py`, on its cheapest group (skipped
+/// without `python3`).
+#[test]
+fn the_peers_script_prints_what_parse_peers_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = root.join("benches/py/peers.py");
+    let out = match std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--quick", "--only", "W4"])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let peers = parse_peers(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert!(peers.python.starts_with("Python 3."), "{}", peers.python);
+    let w4: Vec<&str> = peers
+        .measurements
+        .iter()
+        .filter(|m| m.group == "P-W4")
+        .map(|m| m.implementation.as_str())
+        .collect();
+    assert!(w4.contains(&"multiprocessing"), "{w4:?}");
+    assert!(peers.measurements.iter().all(|m| m.median_ns > 0.0 && m.detail.is_some()));
 }
