@@ -26,6 +26,9 @@ pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
 /// tasks; batching them does not hurt balance.
 pub const TRUSTED_SAMPLE: Duration = Duration::from_millis(1);
 
+/// How many recent trusted chunks bound the chunk size.
+pub const SLOWEST_WINDOW: usize = 8;
+
 /// Sizes chunks; sans-IO (durations come from the caller).
 #[derive(Clone, Debug)]
 pub struct Chunker {
@@ -34,8 +37,11 @@ pub struct Chunker {
     cap: usize,
     /// Smoothed nanoseconds per item, once measured.
     per_item_ns: Option<f64>,
-    /// The slowest chunk's nanoseconds per item.
-    slowest_ns: f64,
+    /// Nanoseconds per item of the last [`SLOWEST_WINDOW`] chunks (0 for
+    /// untrusted ones); their maximum bounds the chunk size. A window, not an all-time
+    /// maximum: a cold start (a worker process's first job takes
+    /// milliseconds) must not cap the rest of the batch.
+    recent: std::collections::VecDeque<f64>,
 }
 
 impl Chunker {
@@ -46,7 +52,7 @@ impl Chunker {
             workers: workers.max(1),
             cap: usize::MAX,
             per_item_ns: None,
-            slowest_ns: 0.0,
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -57,7 +63,7 @@ impl Chunker {
             workers: 1,
             cap: usize::MAX,
             per_item_ns: None,
-            slowest_ns: 0.0,
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -79,11 +85,13 @@ impl Chunker {
             return;
         }
         let sample = elapsed.as_nanos() as f64 / items as f64;
-        // A chunk that ran for microseconds measured mostly overhead: it may
-        // set the mean, not the slowest item time.
-        if elapsed >= TRUSTED_SAMPLE {
-            self.slowest_ns = self.slowest_ns.max(sample);
+        // A chunk that ran for microseconds measured mostly overhead: it
+        // may set the mean, not the slowest item time (it enters the window
+        // as 0, so it still pushes old samples out).
+        if self.recent.len() == SLOWEST_WINDOW {
+            self.recent.pop_front();
         }
+        self.recent.push_back(if elapsed >= TRUSTED_SAMPLE { sample } else { 0.0 });
         self.per_item_ns = Some(match self.per_item_ns {
             None => sample,
             // Weigh by items: a big chunk's measurement is the better one.
@@ -102,7 +110,7 @@ impl Chunker {
             (None, None) => 1,
             (None, Some(ns)) => {
                 let ns = ns.max(0.5);
-                let slowest = self.slowest_ns.max(ns);
+                let slowest = self.recent.iter().copied().fold(ns, f64::max);
                 let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / slowest).max(1.0) as usize;
                 let lo = ((MIN_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize).min(hi);
                 match left {
@@ -183,6 +191,21 @@ mod tests {
         c.observe(200, Duration::from_micros(60));
         c.observe(2000, Duration::from_micros(100));
         assert!(c.next_size(Some(100_000)) >= 4000, "{}", c.next_size(Some(100_000)));
+    }
+
+    #[test]
+    fn a_cold_start_does_not_cap_the_whole_batch() {
+        let mut c = Chunker::automatic(2);
+        // A fresh worker process: the first job takes 4 ms.
+        c.observe(1, Duration::from_millis(4));
+        assert_eq!(c.next_size(Some(1_000_000)), 2);
+        // Then warm jobs: a 40 µs round trip plus 10 ns per item. Chunks
+        // grow back as the cold sample leaves the window and the mean.
+        for _ in 0..30 {
+            let n = c.next_size(Some(1_000_000));
+            c.observe(n, Duration::from_micros(40) + Duration::from_nanos(10 * n as u64));
+        }
+        assert!(c.next_size(Some(1_000_000)) > 10_000, "{}", c.next_size(Some(1_000_000)));
     }
 
     #[test]

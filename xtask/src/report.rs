@@ -957,7 +957,9 @@ pub fn text(report: &Report) -> String {
         group_table(&group).text(&mut out);
     }
     if let Some(table) = memory_table(&report.memory) {
-        out.push_str("\nW6 memory (peak RSS of the parent process; flat means ratio near 1.00x)\n");
+        out.push_str(
+            "\nW6 memory (peak RSS of the parent process; flat: well under 1 byte per extra item)\n",
+        );
         table.text(&mut out);
     }
     if let Some(run) = &report.chaos {
@@ -1004,8 +1006,8 @@ pub fn markdown(report: &Report) -> String {
     if let Some(table) = memory_table(&report.memory) {
         out.push_str(
             "\n## W6 memory\n\nPeak RSS of the parent process (`VmHWM`) by number of items; \
-             flat memory means a ratio near 1.00x. The worker peak is the largest peak RSS of \
-             one worker process.\n\n",
+             flat memory costs well under 1 byte per extra item (keeping the items would cost \
+             at least 8). The worker peak is the largest peak RSS of one worker process.\n\n",
         );
         table.markdown(&mut out);
     }
