@@ -19,11 +19,13 @@ USAGE:
 
 COMMANDS:
     test             Run every check and test of the repository, as CI does:
-                     rustfmt, wasm32 check of shoal-core, prebuilt test
-                     artifacts, clippy, cargo test (with doc tests). Installs
-                     missing rustup components and targets.
-    bench [--quick]  Run the benchmark suite (criterion + W6 memory probe),
-                     print one comparison table and write
+                     rustfmt, wasm32 check of shoal-core, clippy, cargo test
+                     of each package (with doc tests). Installs missing
+                     rustup components and targets.
+    bench [--quick]  Run the benchmark suite (the in-process and process
+                     workloads with criterion, the W6 memory probe, the chaos
+                     run, Python's multiprocessing.Pool in target/bench-venv),
+                     print one comparison table with the targets and write
                      target/shoal-bench/{report.md, report.svg, results.json}.
                      --quick: short warm-up and measurement.
     help             Print this message (also -h, --help).
