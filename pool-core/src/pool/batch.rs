@@ -146,12 +146,7 @@ impl<'p> BatchBuilder<'p> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap {
-            engine: self.engine_for(f, items.into_iter(), true),
-            ready: VecDeque::new(),
-            parked: BTreeMap::new(),
-            next: 0,
-        }
+        Imap::new(self.engine_for(f, items.into_iter(), true))
     }
 
     /// Like [`Pool::map_unordered_fn`], with these options.
@@ -165,7 +160,7 @@ impl<'p> BatchBuilder<'p> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        MapUnordered { engine: self.engine_for(f, items.into_iter(), true), ready: VecDeque::new() }
+        MapUnordered::new(self.engine_for(f, items.into_iter(), true))
     }
 
     fn engine_named<It, F, R>(
@@ -225,12 +220,7 @@ impl<'p> BatchBuilder<'p> {
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        Imap {
-            engine: self.engine(items.into_iter(), f, true),
-            ready: VecDeque::new(),
-            parked: BTreeMap::new(),
-            next: 0,
-        }
+        Imap::new(self.engine(items.into_iter(), f, true))
     }
 
     /// Like [`Pool::map_unordered`], with these options. An invalid option
@@ -242,7 +232,7 @@ impl<'p> BatchBuilder<'p> {
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        MapUnordered { engine: self.engine(items.into_iter(), f, true), ready: VecDeque::new() }
+        MapUnordered::new(self.engine(items.into_iter(), f, true))
     }
 
     /// A scoped ordered map: `f` and the items may borrow. Used by
@@ -818,15 +808,7 @@ impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
         if self.wait_release {
             // A scoped batch's chunks borrow the caller's stack: wait until
             // every chunk terminal (and so every closure) is gone.
-            let mut spins = 0u32;
-            while self.alive.load(Ordering::Acquire) > 0 {
-                spins += 1;
-                if spins < 100 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-            }
+            super::wait::until_zero(&self.alive);
         }
     }
 }
@@ -839,6 +821,12 @@ pub struct Imap<It: Iterator, F, R> {
     parked: BTreeMap<usize, Vec<Result<R, BatchError>>>,
     /// The index of the next result to yield.
     next: usize,
+}
+
+impl<It: Iterator, F, R> Imap<It, F, R> {
+    fn new(engine: Engine<It, F, R>) -> Self {
+        Imap { engine, ready: VecDeque::new(), parked: BTreeMap::new(), next: 0 }
+    }
 }
 
 impl<It, F, R> Iterator for Imap<It, F, R>
@@ -887,6 +875,12 @@ where
 pub struct MapUnordered<It: Iterator, F, R> {
     engine: Engine<It, F, R>,
     ready: VecDeque<Result<(usize, R), BatchError>>,
+}
+
+impl<It: Iterator, F, R> MapUnordered<It, F, R> {
+    fn new(engine: Engine<It, F, R>) -> Self {
+        MapUnordered { engine, ready: VecDeque::new() }
+    }
 }
 
 impl<It, F, R> Iterator for MapUnordered<It, F, R>

@@ -87,15 +87,7 @@ where
 
 impl<'scope, 'env> Scope<'scope, 'env> {
     fn wait_released(&self) {
-        let mut spins = 0u32;
-        while self.unreleased.load(Ordering::Acquire) > 0 {
-            spins += 1;
-            if spins < 100 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
+        super::wait::until_zero(&self.unreleased);
     }
 
     /// Submits a task that may borrow from the enclosing stack. A closed

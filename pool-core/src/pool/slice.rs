@@ -174,11 +174,7 @@ impl SliceMap {
         }
         drop(tx);
         // Wait until no chunk can touch `items` or `out` any more.
-        while alive.load(Ordering::Acquire) > 0 {
-            if !super::wait::spin_until(|| alive.load(Ordering::Acquire) == 0) {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        }
+        super::wait::until_zero(&alive);
         if let Some(bar) = &self.bar {
             bar.bar.finish();
         }

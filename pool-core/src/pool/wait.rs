@@ -57,3 +57,15 @@ pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
         }
     }
 }
+
+/// Waits until `count` is zero: spins briefly, then naps. Used where
+/// borrowed data must outlive every closure that holds it (scopes, scoped
+/// and slice batches); a closure on a detached thread may take a while.
+pub fn until_zero(count: &std::sync::atomic::AtomicUsize) {
+    use std::sync::atomic::Ordering;
+    while count.load(Ordering::Acquire) > 0 {
+        if !spin_until(|| count.load(Ordering::Acquire) == 0) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
