@@ -3,19 +3,35 @@
 //! Tiny tasks need big chunks (a dispatch costs microseconds), long tasks
 //! need chunks of one (batching them ruins load balance, see W2 in
 //! DESIGN.md). The [`Chunker`] measures the time per item from finished
-//! chunks and sizes the next chunk so that it runs for at least
-//! [`MIN_CHUNK_TIME`] at the mean item time and at most [`MAX_CHUNK_TIME`] at
-//! the *slowest* item time seen, and, when the number of items left is
-//! known, no bigger than `left / (2 × workers)` (guided self-scheduling:
-//! chunks shrink towards the end so workers finish together). When the two
-//! bounds disagree, the upper one wins: uneven items are not batched. Before
-//! the first measurement, chunks hold one item, so a batch of long tasks is
-//! never batched. An explicit `chunksize` overrides all of this.
+//! chunks and sizes the next chunk:
+//! - when the number of items left is known, `left / (2 × workers)` (guided
+//!   self-scheduling: chunks shrink towards the end so workers finish
+//!   together);
+//! - but at least long enough to pay for its dispatch: [`OVERHEAD_FACTOR`]
+//!   times the smallest per-chunk overhead measured (the round trip minus
+//!   the time the chunk ran; [`MIN_CHUNK_TIME`] until one is measured), at
+//!   the mean item time, clamped to [`FLOOR_CHUNK_TIME`]..[`MIN_CHUNK_TIME`];
+//! - and at most [`MAX_CHUNK_TIME`] at the *slowest* recent item time.
+//!
+//! When the bounds disagree, the upper one wins: uneven items are not
+//! batched. Before the first measurement, chunks hold one item, so a batch
+//! of long tasks is never batched. An explicit `chunksize` overrides all of
+//! this.
+//!
+//! The floor follows the measured overhead because backends differ by two
+//! orders of magnitude: a thread takes a chunk in microseconds, a worker
+//! process in tens of them. A fixed floor fit for processes made W1 on
+//! threads (10^6 items of a nanosecond) run as three chunks on two workers.
 
 use core::time::Duration;
 
-/// The shortest chunk the chunker aims for once the item time is known.
+/// The shortest chunk the chunker aims for before it measured the overhead
+/// of a chunk, and the most the overhead can raise that floor to.
 pub const MIN_CHUNK_TIME: Duration = Duration::from_micros(200);
+/// The floor of the shortest chunk, however cheap a dispatch is.
+pub const FLOOR_CHUNK_TIME: Duration = Duration::from_micros(20);
+/// A chunk should run this many times as long as its dispatch costs.
+pub const OVERHEAD_FACTOR: u32 = 10;
 /// The longest chunk the chunker aims for.
 pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
 
@@ -42,6 +58,8 @@ pub struct Chunker {
     /// maximum: a cold start (a worker process's first job takes
     /// milliseconds) must not cap the rest of the batch.
     recent: std::collections::VecDeque<f64>,
+    /// The smallest overhead of one chunk seen (round trip minus run time).
+    overhead: Option<Duration>,
 }
 
 impl Chunker {
@@ -53,6 +71,7 @@ impl Chunker {
             cap: usize::MAX,
             per_item_ns: None,
             recent: std::collections::VecDeque::new(),
+            overhead: None,
         }
     }
 
@@ -64,6 +83,7 @@ impl Chunker {
             cap: usize::MAX,
             per_item_ns: None,
             recent: std::collections::VecDeque::new(),
+            overhead: None,
         }
     }
 
@@ -102,6 +122,22 @@ impl Chunker {
         });
     }
 
+    /// A chunk came back `round_trip` after it was submitted and ran for
+    /// `elapsed` of it. The smallest difference seen is the overhead of a
+    /// chunk (larger ones waited in a queue).
+    pub fn observe_round_trip(&mut self, round_trip: Duration, elapsed: Duration) {
+        let overhead = round_trip.saturating_sub(elapsed);
+        self.overhead = Some(self.overhead.map_or(overhead, |o| o.min(overhead)));
+    }
+
+    /// The shortest chunk worth dispatching, in time.
+    fn min_chunk_time(&self) -> Duration {
+        match self.overhead {
+            None => MIN_CHUNK_TIME,
+            Some(o) => (o * OVERHEAD_FACTOR).clamp(FLOOR_CHUNK_TIME, MIN_CHUNK_TIME),
+        }
+    }
+
     /// How many items the next chunk should hold; `left` is the number of
     /// items not yet handed out, when known.
     pub fn next_size(&self, left: Option<usize>) -> usize {
@@ -112,7 +148,7 @@ impl Chunker {
                 let ns = ns.max(0.5);
                 let slowest = self.recent.iter().copied().fold(ns, f64::max);
                 let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / slowest).max(1.0) as usize;
-                let lo = ((MIN_CHUNK_TIME.as_nanos() as f64 / ns).max(1.0) as usize).min(hi);
+                let lo = ((self.min_chunk_time().as_nanos() as f64 / ns).max(1.0) as usize).min(hi);
                 match left {
                     Some(left) => (left / (2 * self.workers)).clamp(lo, hi),
                     None => hi,
@@ -159,6 +195,23 @@ mod tests {
         // Unknown length: MAX_CHUNK_TIME's worth, bounded by the cap.
         assert_eq!(c.next_size(None), 10_000_000);
         assert_eq!(c.clone().with_cap(4096).next_size(None), 4096);
+    }
+
+    #[test]
+    fn cheap_dispatch_lowers_the_floor() {
+        // W1 on threads: 0.6 ns per item, a chunk costs 4 µs to dispatch.
+        let mut c = Chunker::automatic(2);
+        c.observe(100_000, Duration::from_micros(60));
+        c.observe_round_trip(Duration::from_micros(70), Duration::from_micros(60));
+        c.observe_round_trip(Duration::from_micros(200), Duration::from_micros(196));
+        // The floor is 10 x 4 us = 40 us of items, so guided sizes win
+        // until the end: two workers get several chunks each.
+        assert_eq!(c.next_size(Some(1_000_000)), 250_000);
+        assert_eq!(c.next_size(Some(300_000)), 75_000);
+        assert_eq!(c.next_size(Some(100_000)), 66_666);
+        // Free dispatch still keeps FLOOR_CHUNK_TIME's worth.
+        c.observe_round_trip(Duration::from_micros(60), Duration::from_micros(60));
+        assert_eq!(c.next_size(Some(100_000)), 33_333);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! The driver only tells the batch about chunks that ended without running
 //! (timeout, worker lost, cancelled).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -465,7 +465,8 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     timeout: Option<Duration>,
     tx: Sender<ChunkMsg<R>>,
     rx: Receiver<ChunkMsg<R>>,
-    in_flight: HashSet<TaskId>,
+    /// Chunks in the pool, with when each was submitted.
+    in_flight: HashMap<TaskId, Instant>,
     alive: Arc<AtomicUsize>,
     next_index: usize,
     total: Option<usize>,
@@ -529,7 +530,7 @@ where
             timeout,
             tx,
             rx,
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
             alive: Arc::new(AtomicUsize::new(0)),
             next_index: 0,
             total,
@@ -590,7 +591,7 @@ where
                     // SAFETY: named chunks exist only for `'static` items
                     // and results (`engine_for`'s bounds).
                     let end_dyn = unsafe { erase_end(end.clone()) };
-                    self.in_flight.insert(id);
+                    self.in_flight.insert(id, Instant::now());
                     self.inner.send_with_id(&open, id, options, end_dyn, work);
                 }
                 // RELIABILITY row 1: the items fail at submit; no worker.
@@ -634,7 +635,7 @@ where
         // wait in `Drop` until every chunk terminal is gone.
         let (work, end_dyn) = unsafe { erase(work, end.clone()) };
         let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-        self.in_flight.insert(id);
+        self.in_flight.insert(id, Instant::now());
         self.inner.send_with_id(&open, id, options, end_dyn, WorkSource::Once(Some(work)));
     }
 
@@ -645,12 +646,15 @@ where
         let msg = match self.early.pop_front() {
             Some(m) => m,
             None if self.in_flight.is_empty() => return None,
-            None => self.rx.recv().ok()?,
+            None => super::wait::recv(&self.rx, None).ok()?,
         };
         let (task, len) = match &msg {
             ChunkMsg::Ran { task, len, elapsed, errors, .. } => {
                 if errors.is_empty() {
                     self.chunker.observe(*len, *elapsed);
+                }
+                if let Some(sent) = self.in_flight.get(task) {
+                    self.chunker.observe_round_trip(sent.elapsed(), *elapsed);
                 }
                 (*task, *len)
             }
@@ -802,7 +806,7 @@ impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
     fn drop(&mut self) {
         // Chunks still queued are not wanted any more; running ones finish
         // (killing their workers would cost more than it saves).
-        for task in self.in_flight.drain() {
+        for (task, _) in self.in_flight.drain() {
             self.inner.link.send(Msg::CancelQueued(task));
         }
         if self.wait_release {

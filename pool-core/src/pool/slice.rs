@@ -81,7 +81,7 @@ impl SliceMap {
         let (tx, rx) = crossbeam_channel::unbounded::<ChunkMsg<()>>();
         let alive = Arc::new(AtomicUsize::new(0));
         let mut chunks: Vec<Arc<ChunkState>> = Vec::new();
-        let mut in_flight = std::collections::HashSet::new();
+        let mut in_flight = std::collections::HashMap::new();
         let mut next = 0usize;
         let mut failure: Option<(usize, TaskError)> = None;
         let mut closed = false;
@@ -147,16 +147,18 @@ impl SliceMap {
                 let (work, end_dyn) = unsafe { erase(work, end.clone()) };
                 let options =
                     TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-                in_flight.insert(id);
+                in_flight.insert(id, Instant::now());
                 self.inner.send_with_id(&open, id, options, end_dyn, WorkSource::Once(Some(work)));
             }
             if in_flight.is_empty() {
                 break;
             }
-            let Ok(msg) = rx.recv() else { break };
+            let Ok(msg) = super::wait::recv(&rx, None) else { break };
             match msg {
                 ChunkMsg::Ran { task, start, len, errors, elapsed, .. } => {
-                    in_flight.remove(&task);
+                    if let Some(sent) = in_flight.remove(&task) {
+                        self.chunker.observe_round_trip(sent.elapsed(), elapsed);
+                    }
                     if let Some((offset, error)) = errors.into_iter().next() {
                         keep_lowest(&mut failure, start + offset, error);
                     } else {
@@ -200,7 +202,7 @@ impl SliceMap {
                 };
             }
         }
-        for task in in_flight {
+        for task in in_flight.into_keys() {
             self.inner.link.send(Msg::Cancel(task));
         }
         match failure {
