@@ -40,8 +40,8 @@ mod pool;
 pub use pool::wait;
 #[cfg(feature = "native")]
 pub use pool::{
-    BatchBuilder, BatchId, Imap, MapUnordered, Message, Messages, Pool, PoolBuilder, PoolEvent,
-    Scope, ScopedHandle, TaskHandle,
+    BatchBuilder, BatchId, ChunkFn, Codec, DecodeChunk, EncodeChunk, Feeder, Imap, MapUnordered,
+    Message, Messages, OpenItems, Pool, PoolBuilder, PoolEvent, Scope, ScopedHandle, TaskHandle,
 };
 
 #[cfg(feature = "testkit")]

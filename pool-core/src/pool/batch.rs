@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BatchError, BuildError, TaskError};
-use crate::function::{DecodeResults, Function};
+use crate::function::Function;
 use crate::ids::{TaskId, WorkerId};
 use crate::scheduler::TaskOptions;
 use crate::worker::panic_message;
@@ -32,6 +32,7 @@ use crate::worker::panic_message;
 use super::driver::{Msg, WorkSource};
 use super::events::{BatchId, PoolEvent};
 use super::handle::TaskEnd;
+use super::open::{Feeder, OpenInput, OpenItems};
 use super::{Inner, Pool};
 
 /// Lazy batches cut chunks no bigger than this, so their memory stays
@@ -117,12 +118,7 @@ impl<'p> BatchBuilder<'p> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let named = NamedChunks {
-            function: f.name(),
-            encode: crate::function::encode_chunk::<A>,
-            decode: crate::function::decode_results::<R>,
-        };
-        self.engine_named(items, f.as_fn(), lazy, Some(named))
+        self.engine_named(items, f.as_fn(), lazy, Some(Codec::for_function(f)))
     }
 
     /// Like [`Pool::map_fn`], with these options.
@@ -168,12 +164,12 @@ impl<'p> BatchBuilder<'p> {
         items: It,
         f: F,
         lazy: bool,
-        named: Option<NamedChunks<It::Item, R>>,
+        named: Option<Codec<It::Item, R>>,
     ) -> Engine<It, F, R>
     where
         It: Iterator,
         It::Item: Send,
-        F: Fn(It::Item) -> R + Send + Sync,
+        F: ChunkFn<It::Item, R>,
         R: Send,
     {
         let workers = self.pool.inner.config.max;
@@ -198,6 +194,78 @@ impl<'p> BatchBuilder<'p> {
             self.invalid,
             named,
         )
+    }
+
+    /// `map` with a chunk-level function `run` (see [`ChunkFn`]) and, for
+    /// backends that cannot run closures, the `codec` that carries chunks
+    /// to a named function in the worker. The building block of bindings.
+    pub fn map_with<I, A, R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<A, R>>,
+        items: I,
+    ) -> Result<Vec<R>, BatchError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Send + 'static,
+        R: Send + 'static,
+        C: ChunkFn<A, R> + 'static,
+    {
+        self.engine_named(items.into_iter(), run, false, codec).run_ordered()
+    }
+
+    /// `imap` with a chunk-level function and a codec; see
+    /// [`BatchBuilder::map_with`].
+    pub fn imap_with<I, A, R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<A, R>>,
+        items: I,
+    ) -> Imap<I::IntoIter, C, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Send + 'static,
+        R: Send + 'static,
+        C: ChunkFn<A, R> + 'static,
+    {
+        Imap::new(self.engine_named(items.into_iter(), run, true, codec))
+    }
+
+    /// `map_unordered` with a chunk-level function and a codec; see
+    /// [`BatchBuilder::map_with`].
+    pub fn map_unordered_with<I, A, R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<A, R>>,
+        items: I,
+    ) -> MapUnordered<I::IntoIter, C, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Send + 'static,
+        R: Send + 'static,
+        C: ChunkFn<A, R> + 'static,
+    {
+        MapUnordered::new(self.engine_named(items.into_iter(), run, true, codec))
+    }
+
+    /// An open batch: items are added while it runs, through the returned
+    /// [`Feeder`]; results come in completion order, each with its item's
+    /// position in the order the items were sent. The batch ends once
+    /// every feeder is dropped and every item ran. See [`super::open`].
+    pub fn open_with<A, R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<A, R>>,
+    ) -> (Feeder<A>, MapUnordered<OpenItems<A>, C, R>)
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        C: ChunkFn<A, R> + 'static,
+    {
+        let (feeder, items, input) = super::open::channel();
+        let mut engine = self.engine_named(items, run, true, codec);
+        engine.open = Some(input);
+        (feeder, MapUnordered::new(engine))
     }
 
     /// Like [`Pool::map`], with these options.
@@ -275,12 +343,79 @@ impl<'p> BatchBuilder<'p> {
     }
 }
 
-/// How chunks of a named function travel to workers that are other
-/// processes.
-pub(super) struct NamedChunks<A, R> {
+/// Runs a whole chunk of a batch on a worker: the items in order, each
+/// result pushed to `values`, or the item's error with its offset in the
+/// chunk to `errors` (an item that fails pushes no value).
+///
+/// Every `Fn(A) -> R` is one (each item runs under `catch_unwind`, so a
+/// panic fails that item alone). Implement it directly to pay a per-chunk
+/// cost once per chunk instead of once per item: the Python binding takes
+/// the interpreter lock once per chunk.
+pub trait ChunkFn<A, R>: Send + Sync {
+    /// Runs `items`; see the trait.
+    fn run_chunk(&self, items: Vec<A>, values: &mut Vec<R>, errors: &mut Vec<(usize, TaskError)>);
+}
+
+impl<A, R, F: Fn(A) -> R + Send + Sync> ChunkFn<A, R> for F {
+    fn run_chunk(&self, items: Vec<A>, values: &mut Vec<R>, errors: &mut Vec<(usize, TaskError)>) {
+        let mut items = items.into_iter();
+        loop {
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                for x in items.by_ref() {
+                    values.push(self(x));
+                }
+            }));
+            match run {
+                Ok(()) => break,
+                Err(p) => {
+                    let at = values.len() + errors.len();
+                    errors.push((at, TaskError::panic(panic_message(&*p))));
+                }
+            }
+        }
+    }
+}
+
+/// Encodes a chunk's items for a worker in another process.
+pub type EncodeChunk<A> = Arc<dyn Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync>;
+/// Decodes a worker's results of a chunk: one per item, in order.
+pub type DecodeChunk<R> =
+    Arc<dyn Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync>;
+
+/// How the chunks of a batch travel to workers that cannot run closures
+/// (other processes): the name of the function the worker resolves in its
+/// [`crate::Registry`], and how items and results become bytes.
+/// `map_fn` and friends make one from a [`Function`] (postcard); bindings
+/// make their own (the Python binding pickles).
+pub struct Codec<A, R> {
     function: &'static str,
-    encode: fn(&[A]) -> Result<Vec<u8>, String>,
-    decode: DecodeResults<R>,
+    encode: EncodeChunk<A>,
+    decode: DecodeChunk<R>,
+}
+
+impl<A, R> Codec<A, R> {
+    /// Chunks go to the worker's function `function`, encoded and decoded
+    /// by these.
+    pub fn new(
+        function: &'static str,
+        encode: impl Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+        decode: impl Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Codec { function, encode: Arc::new(encode), decode: Arc::new(decode) }
+    }
+
+    /// The codec of a named [`Function`] (postcard), as `map_fn` uses.
+    pub fn for_function(f: &'static Function<A, R>) -> Self
+    where
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
+    {
+        Codec::new(
+            f.name(),
+            crate::function::encode_chunk::<A>,
+            crate::function::decode_results::<R>,
+        )
+    }
 }
 
 /// What a chunk sends back.
@@ -311,7 +446,7 @@ pub(super) struct ChunkEnd<R> {
     /// Counts chunk ends alive; a scoped batch waits for zero.
     alive: Arc<AtomicUsize>,
     /// For named chunks: reads the worker's result bytes.
-    decode: Option<DecodeResults<R>>,
+    decode: Option<DecodeChunk<R>>,
     /// When a worker took the chunk (named chunks time themselves here).
     started_at: std::sync::OnceLock<Instant>,
 }
@@ -345,7 +480,7 @@ impl<R> ChunkEnd<R> {
         len: usize,
         tx: Sender<ChunkMsg<R>>,
         alive: Arc<AtomicUsize>,
-        decode: DecodeResults<R>,
+        decode: DecodeChunk<R>,
     ) -> Arc<Self> {
         let mut end = Self::new(task, start, len, tx, alive);
         Arc::get_mut(&mut end).expect("fresh").decode = Some(decode);
@@ -368,7 +503,7 @@ impl<R> Drop for ChunkEnd<R> {
 impl<R: Send> TaskSink for ChunkEnd<R> {
     fn message(&self, _message: TaskMessage) {}
     fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
-        let Some(decode) = self.decode else {
+        let Some(decode) = &self.decode else {
             return Err(TaskError::serialization("this chunk expects in-process results"));
         };
         let results = decode(&bytes).map_err(TaskError::serialization)?;
@@ -481,9 +616,11 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     closed: bool,
     finished_sent: bool,
     /// Set for named functions: chunks go by name where closures cannot.
-    named: Option<NamedChunks<It::Item, R>>,
+    named: Option<Codec<It::Item, R>>,
     /// Chunks that ended before reaching the pool (unserializable items).
     early: VecDeque<ChunkMsg<R>>,
+    /// For open batches: the input channel, to wait on it.
+    open: Option<OpenInput<It::Item>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -491,7 +628,7 @@ impl<It, F, R> Engine<It, F, R>
 where
     It: Iterator,
     It::Item: Send,
-    F: Fn(It::Item) -> R + Send + Sync,
+    F: ChunkFn<It::Item, R>,
     R: Send,
 {
     #[allow(clippy::too_many_arguments)]
@@ -505,7 +642,7 @@ where
         total: Option<usize>,
         progress_bar: bool,
         invalid: Option<BuildError>,
-        named: Option<NamedChunks<It::Item, R>>,
+        named: Option<Codec<It::Item, R>>,
     ) -> Self {
         let named = if inner.accepts_local { None } else { named };
         let invalid = match invalid {
@@ -544,6 +681,7 @@ where
             finished_sent: false,
             named,
             early: VecDeque::new(),
+            open: None,
             _r: PhantomData,
         }
     }
@@ -554,13 +692,16 @@ where
             let left = self.total.map(|t| t.saturating_sub(self.next_index));
             let size = self.chunker.next_size(left);
             let chunk: Vec<It::Item> = self.items.by_ref().take(size).collect();
-            if chunk.len() < size {
+            let short = chunk.len() < size;
+            if short && self.open.as_ref().is_none_or(OpenInput::ended) {
                 self.exhausted = true;
             }
-            if chunk.is_empty() {
+            if !chunk.is_empty() {
+                self.submit_chunk(chunk);
+            }
+            if short {
                 break;
             }
-            self.submit_chunk(chunk);
         }
     }
 
@@ -584,7 +725,7 @@ where
                         len,
                         self.tx.clone(),
                         self.alive.clone(),
-                        named.decode,
+                        named.decode.clone(),
                     );
                     let work =
                         WorkSource::Named { function: named.function, argument: Arc::new(bytes) };
@@ -612,21 +753,7 @@ where
             let t0 = Instant::now();
             let mut values = Vec::with_capacity(chunk.len());
             let mut errors = Vec::new();
-            let mut items = chunk.into_iter();
-            loop {
-                let run = catch_unwind(AssertUnwindSafe(|| {
-                    for x in items.by_ref() {
-                        values.push(f(x));
-                    }
-                }));
-                match run {
-                    Ok(()) => break,
-                    Err(p) => {
-                        let at = values.len() + errors.len();
-                        errors.push((at, TaskError::panic(panic_message(&*p))));
-                    }
-                }
-            }
+            f.run_chunk(chunk, &mut values, &mut errors);
             let elapsed = t0.elapsed();
             producer.end(|task| ChunkMsg::Ran { task, start, len, values, errors, elapsed });
         });
@@ -642,11 +769,31 @@ where
     /// Feeds, then waits for the next chunk message. `None` once every
     /// chunk came back and the input is done.
     fn next_chunk(&mut self) -> Option<ChunkMsg<R>> {
-        self.feed();
-        let msg = match self.early.pop_front() {
-            Some(m) => m,
-            None if self.in_flight.is_empty() => return None,
-            None => super::wait::recv(&self.rx, None).ok()?,
+        let msg = loop {
+            self.feed();
+            if let Some(m) = self.early.pop_front() {
+                break m;
+            }
+            let waiting_input = !self.exhausted && !self.stop_feeding;
+            match &self.open {
+                // An open input may bring more: wait for an item or a result.
+                Some(open) if waiting_input => {
+                    let mut select = crossbeam_channel::Select::new();
+                    let results = select.recv(&self.rx);
+                    let input = select.recv(&open.rx);
+                    let ready = if self.in_flight.len() < self.max_in_flight {
+                        select.ready()
+                    } else {
+                        select.remove(input);
+                        select.ready()
+                    };
+                    if ready == results {
+                        break self.rx.recv().ok()?;
+                    }
+                }
+                _ if self.in_flight.is_empty() => return None,
+                _ => break super::wait::recv(&self.rx, None).ok()?,
+            }
         };
         let (task, len) = match &msg {
             ChunkMsg::Ran { task, len, elapsed, errors, .. } => {
@@ -837,7 +984,7 @@ impl<It, F, R> Iterator for Imap<It, F, R>
 where
     It: Iterator,
     It::Item: Send,
-    F: Fn(It::Item) -> R + Send + Sync,
+    F: ChunkFn<It::Item, R>,
     R: Send,
 {
     type Item = Result<R, BatchError>;
@@ -891,7 +1038,7 @@ impl<It, F, R> Iterator for MapUnordered<It, F, R>
 where
     It: Iterator,
     It::Item: Send,
-    F: Fn(It::Item) -> R + Send + Sync,
+    F: ChunkFn<It::Item, R>,
     R: Send,
 {
     type Item = Result<(usize, R), BatchError>;

@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod handle;
+pub(crate) mod open;
 pub(crate) mod scope;
 mod slice;
 pub mod wait;
@@ -25,9 +26,10 @@ use crate::ids::{TaskId, WorkerId};
 use crate::scheduler::{Config, Scheduler, TaskOptions};
 use crate::stats::Insights;
 
-pub use batch::{BatchBuilder, Imap, MapUnordered};
+pub use batch::{BatchBuilder, ChunkFn, Codec, DecodeChunk, EncodeChunk, Imap, MapUnordered};
 pub use events::{BatchId, PoolEvent};
 pub use handle::{Message, Messages, TaskHandle};
+pub use open::{Feeder, OpenItems};
 pub use scope::{Scope, ScopedHandle};
 
 use driver::{Driver, DriverLink, Hooks, Latch, Msg, Submission, WorkSource};

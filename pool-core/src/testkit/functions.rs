@@ -11,7 +11,7 @@ use super::MakeBackend;
 use crate::error::BatchError;
 use crate::function::{Function, Registry};
 use crate::scheduler::TaskOptions;
-use crate::{Pool, task};
+use crate::{Codec, Pool, task};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -93,6 +93,29 @@ pub fn named_functions_run(make: MakeBackend) {
     assert_eq!(un.len(), 100);
     assert!(un.iter().all(|(i, v)| *v == (*i as u64).pow(2)));
     assert_eq!(pool.map_fn(&SQUARE, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+}
+
+/// An open batch takes items while it runs: the first result arrives
+/// while the input is still open, items sent later run in the same batch,
+/// and the batch ends when the feeder is dropped.
+pub fn named_open_batch(make: MakeBackend) {
+    let pool = two(make);
+    let (feeder, mut results) =
+        pool.batch().open_with(SQUARE.as_fn(), Some(Codec::for_function(&SQUARE)));
+    feeder.send(3).unwrap();
+    assert_eq!(results.next().unwrap().unwrap(), (0, 9));
+    for x in 1..=200u64 {
+        feeder.send(x).unwrap();
+    }
+    let more = feeder.clone();
+    drop(feeder);
+    more.send(1000).unwrap();
+    drop(more);
+    let mut rest: Vec<(usize, u64)> = results.map(|r| r.unwrap()).collect();
+    rest.sort();
+    assert_eq!(rest.len(), 201);
+    assert!(rest[..200].iter().all(|&(i, v)| v == (i as u64).pow(2)), "{rest:?}");
+    assert_eq!(rest[200], (201, 1_000_000));
 }
 
 /// A panicking item fails with its index and message; other items and

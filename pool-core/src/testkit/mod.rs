@@ -55,6 +55,7 @@ pub const FUNCTION_CHECKS: &[Check] = &[
     ("named_serialization_errors", named_serialization_errors),
     ("named_worker_id_and_lifespan", named_worker_id_and_lifespan),
     ("named_timeout_and_retries", named_timeout_and_retries),
+    ("named_open_batch", named_open_batch),
 ];
 
 /// One `#[test]` per conformance check, in a module `conformance`, for the
@@ -133,7 +134,8 @@ macro_rules! __conformance_functions {
             named_function_panics,
             named_serialization_errors,
             named_worker_id_and_lifespan,
-            named_timeout_and_retries
+            named_timeout_and_retries,
+            named_open_batch
         );
     };
 }
