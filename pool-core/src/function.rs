@@ -27,19 +27,24 @@
 //! # The chunk convention
 //!
 //! Every named job carries a *chunk*: the argument bytes are the postcard
-//! encoding of `Vec<A>`, and the result bytes are the postcard encoding of
-//! `Vec<Result<R, String>>`, one entry per item, `Err` holding the panic
-//! message of that item. A single task is a chunk of one. Workers of other
-//! languages follow the same convention with their own serialization.
+//! encoding of `Vec<A>`; the result bytes are a `u64` little-endian count
+//! of values, that many postcard values of `R` (the items that returned,
+//! in order), then the postcard encoding of `Vec<(u64, String)>`: the
+//! index and panic message of each item that panicked, indices strictly
+//! increasing. A single task is a chunk of one. Workers of other languages
+//! follow the same layout with their own serialization of the items.
+//! [`decode_results`] gives one `Result` per item; [`decode_results_split`]
+//! the values and the sparse errors, without a `Result` per item.
+
+mod chunk;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::worker::panic_message;
+pub use chunk::Split;
 
 /// A function with a name, callable in-process and by name in a worker.
 pub struct Function<A, R> {
@@ -74,23 +79,23 @@ impl<A, R> fmt::Debug for Function<A, R> {
 
 /// Serializes a chunk of arguments (the JOB payload of a named function).
 pub fn encode_chunk<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(items).map_err(|e| format!("cannot serialize the arguments: {e}"))
+    chunk::encode_arguments(items).map_err(|e| format!("cannot serialize the arguments: {e}"))
 }
 
-/// Reads the results of a chunk (the DONE payload of a named function).
+/// Reads the results of a chunk (the DONE payload of a named function):
+/// one entry per item, `Err` holding the panic message of that item.
+/// Trailing bytes mean the two sides disagree on the type: an error rather
+/// than a silent misreading.
 pub fn decode_results<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<Result<R, String>>, String> {
-    decode_exact(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
+    chunk::decode_all(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
 }
 
-/// Decodes a whole buffer: trailing bytes mean the two sides disagree on the
-/// type, which is an error rather than a silent misreading.
-fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
-    if rest.is_empty() {
-        Ok(value)
-    } else {
-        Err(format!("{} bytes left over: the types on both sides differ", rest.len()))
-    }
+/// Reads the results of a chunk as the values of the items that returned,
+/// in order, and `(index in the chunk, panic message)` of those that
+/// panicked, indices strictly increasing. Cheaper than [`decode_results`]
+/// when the caller keeps values and errors apart anyway.
+pub fn decode_results_split<R: DeserializeOwned>(bytes: &[u8]) -> Result<Split<R>, String> {
+    chunk::decode_split(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
 }
 
 /// Reads the serialized results of a chunk (see [`decode_results`]).
@@ -116,14 +121,14 @@ where
     }
 
     fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
-        let items: Vec<A> = decode_exact(arguments)
-            .map_err(|e| format!("cannot deserialize the arguments of `{}`: {e}", self.name))?;
-        let results: Vec<Result<R, String>> = items
-            .into_iter()
-            .map(|a| catch_unwind(AssertUnwindSafe(|| (self.f)(a))).map_err(|p| panic_message(&*p)))
-            .collect();
-        postcard::to_stdvec(&results)
-            .map_err(|e| format!("cannot serialize the result of `{}`: {e}", self.name))
+        chunk::run(arguments, self.f).map_err(|e| match e {
+            chunk::RunError::Arguments(e) => {
+                format!("cannot deserialize the arguments of `{}`: {e}", self.name)
+            }
+            chunk::RunError::Result(e) => {
+                format!("cannot serialize the result of `{}`: {e}", self.name)
+            }
+        })
     }
 }
 

@@ -1,0 +1,361 @@
+//! The bytes of the chunk convention (see the parent module's docs):
+//!
+//! * **arguments**: the postcard encoding of `Vec<A>` (a varint count, then
+//!   the items);
+//! * **results**: `values: u64` little-endian, then `values` postcard
+//!   values of `R` (the results of the items that returned, in item
+//!   order, without a length prefix), then the postcard encoding of
+//!   `Vec<(u64, String)>`: for each item that panicked, its index in the
+//!   chunk and the panic message, indices strictly increasing. A chunk of
+//!   `n` items has `values + errors = n`.
+//!
+//! Both sides work item by item: the worker decodes one argument, calls
+//! the function and appends its result, never holding the chunk's
+//! arguments or results as a `Vec`; the parent encodes into one buffer
+//! sized up front. postcard's own `Vec` output calls `memcpy` for every
+//! varint, which cost more than the encoding itself.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::worker::panic_message;
+
+/// The most bytes an encoder reserves up front from a size estimate
+/// (it grows as usual beyond).
+const MAX_RESERVE: usize = 16 << 20;
+
+/// The most items a decoder reserves room for from a count it read, in
+/// bytes of the output vector: a hostile count costs at most this much
+/// before the values that back it arrive.
+const MAX_PREALLOC: usize = 16 << 20;
+
+/// postcard output into a `Vec<u8>` that copies short pieces (varints,
+/// single bytes) itself instead of calling `memcpy`.
+struct VecOut(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecOut {
+    type Output = Vec<u8>;
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// A guess at the encoded size of `n` values of `T`, for reserving.
+fn estimate<T>(n: usize) -> usize {
+    n.saturating_mul(size_of::<T>().max(1)).saturating_add(16).min(MAX_RESERVE)
+}
+
+/// Encodes a chunk of arguments.
+pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
+    let out = VecOut(Vec::with_capacity(estimate::<A>(items.len())));
+    postcard::serialize_with_flavor(items, out).map_err(|e| e.to_string())
+}
+
+/// Why running a chunk failed as a whole.
+pub(super) enum RunError {
+    /// The arguments could not be decoded.
+    Arguments(String),
+    /// A result could not be encoded.
+    Result(String),
+}
+
+/// Decodes the arguments one by one, calls `f` on each (catching a panic
+/// per item) and encodes the results as they come.
+pub(super) fn run<A, R>(arguments: &[u8], f: fn(A) -> R) -> Result<Vec<u8>, RunError>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let mut de = postcard::Deserializer::from_bytes(arguments);
+    let mut results = ResultsWriter::new();
+    let mut result_error = None;
+    let visitor = RunEach { f, results: &mut results, result_error: &mut result_error };
+    let ran = (&mut de).deserialize_seq(visitor);
+    if let Some(e) = result_error {
+        return Err(RunError::Result(e));
+    }
+    ran.map_err(|e| RunError::Arguments(e.to_string()))?;
+    let rest = de.finalize().map_err(|e| RunError::Arguments(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(RunError::Arguments(left_over(rest.len())));
+    }
+    results.finish().map_err(RunError::Result)
+}
+
+fn left_over(n: usize) -> String {
+    format!("{n} bytes left over: the types on both sides differ")
+}
+
+/// The serde visitor that runs each argument as it is decoded.
+struct RunEach<'a, A, R> {
+    f: fn(A) -> R,
+    results: &'a mut ResultsWriter,
+    /// Set when a result could not be encoded (the visitor then stops
+    /// with a decoding error, which `run` replaces by this).
+    result_error: &'a mut Option<String>,
+}
+
+impl<'de, A: Deserialize<'de>, R: Serialize> Visitor<'de> for RunEach<'_, A, R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of arguments")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.results.reserve(estimate::<R>(n));
+        }
+        let mut index = 0u64;
+        while let Some(a) = seq.next_element::<A>()? {
+            match catch_unwind(AssertUnwindSafe(|| (self.f)(a))) {
+                Ok(r) => {
+                    if let Err(e) = self.results.value(&r) {
+                        *self.result_error = Some(e);
+                        return Err(serde::de::Error::custom("a result could not be encoded"));
+                    }
+                }
+                Err(p) => self.results.error(index, panic_message(&*p)),
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the results of a chunk, one item at a time.
+struct ResultsWriter {
+    ser: postcard::Serializer<VecOut>,
+    values: u64,
+    errors: Vec<(u64, String)>,
+}
+
+impl ResultsWriter {
+    fn new() -> Self {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&0u64.to_le_bytes());
+        ResultsWriter {
+            ser: postcard::Serializer { output: VecOut(out) },
+            values: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    fn reserve(&mut self, bytes: usize) {
+        self.ser.output.0.reserve(bytes);
+    }
+
+    /// The next item returned `r`.
+    fn value<R: Serialize>(&mut self, r: &R) -> Result<(), String> {
+        r.serialize(&mut self.ser).map_err(|e| e.to_string())?;
+        self.values += 1;
+        Ok(())
+    }
+
+    /// The item at `index` panicked with `message`.
+    fn error(&mut self, index: u64, message: String) {
+        self.errors.push((index, message));
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, String> {
+        self.errors.serialize(&mut self.ser).map_err(|e| e.to_string())?;
+        let mut out = self.ser.output.0;
+        out[..8].copy_from_slice(&self.values.to_le_bytes());
+        Ok(out)
+    }
+}
+
+/// The decoded results of a chunk: the values of the items that returned,
+/// in order, and the index and panic message of each item that panicked,
+/// indices strictly increasing.
+pub type Split<R> = (Vec<R>, Vec<(usize, String)>);
+
+/// Decodes results, handing each value to `push`; returns the errors,
+/// checked (strictly increasing indices below `values + errors`).
+fn decode_with<R: DeserializeOwned>(
+    bytes: &[u8],
+    mut push: impl FnMut(R),
+) -> Result<(u64, Vec<(usize, String)>), String> {
+    let Some((head, body)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!("{} bytes are too short for the results' header", bytes.len()));
+    };
+    let values = u64::from_le_bytes(*head);
+    let mut de = postcard::Deserializer::from_bytes(body);
+    for _ in 0..values {
+        push(R::deserialize(&mut de).map_err(|e| e.to_string())?);
+    }
+    let errors: Vec<(u64, String)> =
+        Deserialize::deserialize(&mut de).map_err(|e| e.to_string())?;
+    let rest = de.finalize().map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(left_over(rest.len()));
+    }
+    let total = values
+        .checked_add(errors.len() as u64)
+        .ok_or_else(|| format!("{values} values and {} errors overflow", errors.len()))?;
+    let mut next = 0u64;
+    let mut checked = Vec::with_capacity(errors.len());
+    for (index, message) in errors {
+        if index < next || index >= total {
+            return Err(format!(
+                "error index {index} is out of order or beyond the {total} items of the chunk"
+            ));
+        }
+        next = index + 1;
+        let index = usize::try_from(index).map_err(|_| format!("error index {index} overflows"))?;
+        checked.push((index, message));
+    }
+    Ok((values, checked))
+}
+
+/// How many values of `T` to reserve room for when a header says `count`
+/// and `available` bytes back them.
+fn prealloc<T>(count: u64, available: usize) -> usize {
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    count.min(available).min(MAX_PREALLOC / size_of::<T>().max(1))
+}
+
+/// Decodes results into the values and the sparse errors.
+pub(super) fn decode_split<R: DeserializeOwned>(bytes: &[u8]) -> Result<Split<R>, String> {
+    let mut values = Vec::with_capacity(prealloc::<R>(header(bytes), bytes.len()));
+    let (_, errors) = decode_with(bytes, |v| values.push(v))?;
+    Ok((values, errors))
+}
+
+/// Decodes results into one entry per item.
+pub(super) fn decode_all<R: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<Vec<Result<R, String>>, String> {
+    let mut all: Vec<Result<R, String>> =
+        Vec::with_capacity(prealloc::<Result<R, String>>(header(bytes), bytes.len()));
+    let (_, errors) = decode_with(bytes, |v| all.push(Ok(v)))?;
+    if errors.is_empty() {
+        return Ok(all);
+    }
+    // Rare: put each error at its index.
+    let mut merged = Vec::with_capacity(all.len() + errors.len());
+    let mut values = all.into_iter();
+    for (index, message) in errors {
+        merged.extend(values.by_ref().take(index - merged.len()));
+        merged.push(Err(message));
+    }
+    merged.extend(values);
+    Ok(merged)
+}
+
+/// The values count of a results buffer (0 when it is too short; the
+/// decoder then reports the error).
+fn header(bytes: &[u8]) -> u64 {
+    bytes.first_chunk::<8>().map_or(0, |h| u64::from_le_bytes(*h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn half(x: u32) -> u32 {
+        assert!(x.is_multiple_of(2), "odd {x}");
+        x / 2
+    }
+
+    fn results(values: u64, body: &[u8]) -> Vec<u8> {
+        let mut b = values.to_le_bytes().to_vec();
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        let out = run(&encode_arguments(&[4u32, 3, 300]).unwrap(), half).unwrap_or_else(|_| {
+            panic!("runs");
+        });
+        // 2 values: 2 and 150 (varint 0x96 0x01); 1 error: index 1, "odd 3".
+        let mut want = results(2, &[2, 0x96, 0x01, 1, 1, 5]);
+        want.extend_from_slice(b"odd 3");
+        assert_eq!(out, want);
+        assert_eq!(encode_arguments(&[4u32, 3, 300]).unwrap(), [3, 4, 3, 0xac, 0x02]);
+    }
+
+    #[test]
+    fn split_and_merged_decoding_agree() {
+        let out = run(&encode_arguments(&[3u32, 4, 5, 6, 7]).unwrap(), half).ok().unwrap();
+        let (values, errors) = decode_split::<u32>(&out).unwrap();
+        assert_eq!(values, [2, 3]);
+        assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 2, 4]);
+        let all = decode_all::<u32>(&out).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all[0].is_err() && all[2].is_err() && all[4].is_err());
+        assert_eq!((&all[1], &all[3]), (&Ok(2), &Ok(3)));
+    }
+
+    #[test]
+    fn hostile_results_are_errors_not_allocations() {
+        // Claims 2^60 values with three bytes behind them.
+        let e = decode_all::<u64>(&results(1 << 60, &[1, 2, 3])).unwrap_err();
+        assert!(e.contains("end"), "{e}");
+        assert!(decode_all::<u64>(&[1, 2]).unwrap_err().contains("too short"));
+        // One value, then an error at index 5 of a 2-item chunk.
+        let e = decode_all::<u8>(&results(1, &[9, 1, 5, 0])).unwrap_err();
+        assert!(e.contains("beyond"), "{e}");
+        // Two errors out of order.
+        let e = decode_all::<u8>(&results(0, &[2, 1, 0, 0, 0])).unwrap_err();
+        assert!(e.contains("out of order"), "{e}");
+        // Trailing bytes.
+        let e = decode_all::<u8>(&results(1, &[9, 0, 7])).unwrap_err();
+        assert!(e.contains("left over"), "{e}");
+    }
+
+    #[test]
+    fn arguments_that_do_not_decode_or_trail_are_errors() {
+        let trailing = [1u8, 4, 4];
+        assert!(
+            matches!(run(&trailing, half), Err(RunError::Arguments(e)) if e.contains("left over"))
+        );
+        assert!(matches!(run(&[0xff, 0xff, 0xff], half), Err(RunError::Arguments(_))));
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_encoded_fails_the_chunk() {
+        fn unknown_length(_: u8) -> Unsized {
+            Unsized
+        }
+        struct Unsized;
+        impl Serialize for Unsized {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // postcard needs a sequence's length up front.
+                use serde::ser::SerializeSeq;
+                s.serialize_seq(None)?.end()
+            }
+        }
+        let args = encode_arguments(&[1u8]).unwrap();
+        assert!(matches!(run(&args, unknown_length), Err(RunError::Result(_))));
+    }
+
+    #[test]
+    fn empty_chunks_round_trip() {
+        let out = run(&encode_arguments::<u32>(&[]).unwrap(), half).ok().unwrap();
+        assert_eq!(decode_all::<u32>(&out).unwrap(), vec![]);
+    }
+}
