@@ -1,0 +1,186 @@
+"""How a chunk of items runs, and how it travels to a worker process.
+
+One chunk is one task of the Rust core. Both backends run it with
+:func:`run_items`; the process backend adds bytes around it:
+
+- parent: ``encode_chunk(function_bytes, mode, items)`` pickles the chunk
+  (the function travels as cloudpickle bytes, unpickled once per worker);
+- worker: ``run_chunk(payload)`` unpickles, runs, pickles the results;
+- parent: ``decode_results(payload)`` unpickles them.
+
+Each result is the function's return value, or a :class:`Failure` holding
+the exception it raised (and, from a process, its traceback as text).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from typing import Any, Callable, List, Sequence
+
+import cloudpickle
+
+from ._errors import RemoteError, RemoteTraceback, SerializationError
+
+#: ``f(x)``
+CALL = 0
+#: ``f(*x)`` (starmap)
+STAR = 1
+#: ``f(*x[0], **x[1])`` (apply)
+APPLY = 2
+#: ``x[0](*x[1], **x[2])``: single calls, each with its own function
+#: (pickled by cloudpickle for worker processes)
+EACH = 3
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class Failure:
+    """The exception an item raised, with the remote traceback's text."""
+
+    __slots__ = ("exc", "tb")
+
+    def __init__(self, exc: BaseException, tb: str | None = None) -> None:
+        self.exc = exc
+        self.tb = tb
+
+    def __reduce__(self) -> Any:
+        return (Failure, (self.exc, self.tb))
+
+    def exception(self) -> BaseException:
+        """The exception to raise in the caller."""
+        if self.tb is not None and self.exc.__cause__ is None:
+            self.exc.__cause__ = RemoteTraceback(self.tb)
+        return self.exc
+
+
+def run_items(func: Any, mode: int, items: Sequence[Any]) -> List[Any]:
+    """Runs ``func`` on every item; an exception becomes that item's Failure."""
+    out: List[Any] = []
+    append = out.append
+    if mode == CALL:
+        for x in items:
+            try:
+                append(func(x))
+            except Exception as e:  # noqa: BLE001 - the task's own error
+                append(Failure(e))
+    elif mode == STAR:
+        for x in items:
+            try:
+                append(func(*x))
+            except Exception as e:  # noqa: BLE001
+                append(Failure(e))
+    elif mode == APPLY:
+        for args, kwargs in items:
+            try:
+                append(func(*args, **kwargs))
+            except Exception as e:  # noqa: BLE001
+                append(Failure(e))
+    else:
+        for f, args, kwargs in items:
+            try:
+                if isinstance(f, bytes):
+                    f = _load_function(f)
+                append(f(*args, **kwargs))
+            except Exception as e:  # noqa: BLE001
+                append(Failure(e))
+    return out
+
+
+def dump_function(func: Callable[..., Any]) -> bytes:
+    """The function as bytes for worker processes (lambdas and closures too)."""
+    try:
+        return cloudpickle.dumps(func, protocol=PROTOCOL)
+    except Exception as e:  # noqa: BLE001
+        raise SerializationError(f"cannot pickle the function {func!r}: {e}") from e
+
+
+def _first_unpicklable(items: Sequence[Any]) -> str:
+    for i, x in enumerate(items):
+        try:
+            cloudpickle.dumps(x, protocol=PROTOCOL)
+        except Exception as e:  # noqa: BLE001
+            return f"item {i} ({type(x).__name__}): {e}"
+    return "unknown item"
+
+
+def encode_chunk(function: bytes | None, mode: int, items: List[Any]) -> bytes:
+    """Pickles one chunk for a worker process."""
+    chunk = (function, mode, items)
+    try:
+        return pickle.dumps(chunk, protocol=PROTOCOL)
+    except Exception:  # noqa: BLE001 - fall back to cloudpickle (lambdas as arguments)
+        try:
+            return cloudpickle.dumps(chunk, protocol=PROTOCOL)
+        except Exception:  # noqa: BLE001
+            raise SerializationError(
+                f"cannot pickle the arguments: {_first_unpicklable(items)}"
+            ) from None
+
+
+def decode_results(payload: bytes) -> List[Any]:
+    """Unpickles the results of one chunk."""
+    try:
+        return pickle.loads(payload)
+    except Exception as e:  # noqa: BLE001
+        raise SerializationError(f"cannot unpickle the results: {e}") from e
+
+
+# ------------------------------------------------------------- worker side
+
+_functions: dict[bytes, Callable[..., Any]] = {}
+
+
+def _load_function(function: bytes) -> Callable[..., Any]:
+    func = _functions.get(function)
+    if func is None:
+        func = pickle.loads(function)
+        if len(_functions) >= 64:
+            _functions.clear()
+        _functions[function] = func
+    return func
+
+
+def _portable(result: Any) -> Any:
+    """The result itself if it pickles, else a Failure saying why."""
+    if isinstance(result, Failure):
+        try:
+            pickle.loads(pickle.dumps(result.exc, protocol=PROTOCOL))
+            return result
+        except Exception:  # noqa: BLE001
+            e = result.exc
+            return Failure(RemoteError(f"{type(e).__module__}.{type(e).__qualname__}: {e}"), result.tb)
+    try:
+        pickle.dumps(result, protocol=PROTOCOL)
+        return result
+    except Exception as e:  # noqa: BLE001
+        return Failure(
+            SerializationError(f"cannot pickle the result ({type(result).__name__}): {e}")
+        )
+
+
+def run_chunk(payload: bytes) -> bytes:
+    """Worker side: runs one pickled chunk and pickles its results."""
+    try:
+        function, mode, items = pickle.loads(payload)
+        func = _load_function(function) if mode != EACH else None
+    except Exception as e:  # noqa: BLE001
+        raise SerializationError(f"cannot unpickle the task: {e}") from e
+    results = run_items(func, mode, items)
+    for i, r in enumerate(results):
+        if isinstance(r, Failure) and r.tb is None:
+            results[i] = Failure(r.exc, "".join(traceback.format_exception(r.exc)))
+    try:
+        data = pickle.dumps(results, protocol=PROTOCOL)
+    except Exception:  # noqa: BLE001 - find the culprit, keep the others
+        data = pickle.dumps([_portable(r) for r in results], protocol=PROTOCOL)
+    else:
+        if any(isinstance(r, Failure) for r in results):
+            data = pickle.dumps([_portable(r) for r in results], protocol=PROTOCOL)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    return data

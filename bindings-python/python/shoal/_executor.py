@@ -1,0 +1,98 @@
+"""``shoal.Executor``: a ``concurrent.futures.Executor`` on a shoal pool."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from ._codec import STAR
+from ._pool import Pool, _unwrap
+
+
+class _FutureTarget:
+    """Delivers a call's outcome to a Future (unless it was cancelled)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: "concurrent.futures.Future[Any]") -> None:
+        self.future = future
+
+    def _set(self, ok: bool, value: Any) -> None:
+        if self.future.cancelled():
+            return
+        try:
+            self.future.set_result(_unwrap(ok, value))
+        except concurrent.futures.InvalidStateError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - the task's exception
+            try:
+                self.future.set_exception(e)
+            except concurrent.futures.InvalidStateError:
+                pass
+
+
+class Executor(concurrent.futures.Executor):
+    """``submit``/``map``/``shutdown`` on shoal workers (processes by default).
+
+    Works with ``asyncio``'s ``loop.run_in_executor``. ``map`` chunks
+    automatically unless ``chunksize`` is given.
+    """
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        initializer: Optional[Callable[..., object]] = None,
+        initargs: Sequence[Any] = (),
+        *,
+        max_tasks_per_child: Optional[int] = None,
+        backend: str = "process",
+        task_timeout: Optional[float] = None,
+    ) -> None:
+        self._pool = Pool(
+            max_workers,
+            initializer,
+            initargs,
+            max_tasks_per_child,
+            backend=backend,
+            task_timeout=task_timeout,
+        )
+        self._futures: "set[concurrent.futures.Future[Any]]" = set()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        self._pool._send(fn, args, kwargs, _FutureTarget(future))
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: Optional[float] = None,
+        chunksize: Optional[int] = None,
+    ) -> Iterator[Any]:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if timeout is not None:
+            return super().map(fn, *iterables, timeout=timeout)
+        results = self._pool._batch(fn, zip(*iterables), STAR, chunksize)
+
+        def values() -> Iterator[Any]:
+            for _index, ok, value in results:
+                yield _unwrap(ok, value)
+
+        return values()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+        if cancel_futures:
+            for f in list(self._futures):
+                f.cancel()
+        self._pool.close()
+        if wait:
+            self._pool.join()

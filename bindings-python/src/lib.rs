@@ -1,0 +1,60 @@
+//! `shoal._shoal`: the Rust side of the `shoal` Python package.
+//!
+//! The Python layer (`bindings-python/python/shoal`) gives users the
+//! `multiprocessing.Pool` and `concurrent.futures` API; this module gives it
+//! the Rust core underneath:
+//! - [`pool::Core`]: one `shoal_core::Pool` on the threads or process
+//!   backend, and [`pool::Batch`], the lazy iterator over one batch;
+//! - [`chunk`]: how a chunk of Python items runs (threads: a direct call
+//!   under the interpreter lock, once per chunk) or travels (process:
+//!   pickled by `shoal._codec`);
+//! - [`worker`]: the entry point of worker processes, which run the Rust
+//!   worker loop of `shoal-process` and call back into Python per chunk;
+//! - the in-task calls `progress`, `log`, `worker_id`.
+//!
+//! The interpreter lock is released whenever Rust waits (for results, for
+//! workers to exit), so other Python threads keep running.
+
+mod chunk;
+mod errors;
+mod pool;
+mod worker;
+
+use pyo3::prelude::*;
+
+/// Reports the running task's progress, a fraction in [0, 1].
+#[pyfunction]
+fn progress(fraction: f32) -> PyResult<()> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "progress: fraction must be in [0, 1] (got {fraction})"
+        )));
+    }
+    shoal_core::task::progress(fraction);
+    Ok(())
+}
+
+/// Sends a line of text to the running task's message stream.
+#[pyfunction]
+fn log(text: String) {
+    shoal_core::task::log(text);
+}
+
+/// The id of the worker running the current task, or `None` outside a task.
+#[pyfunction]
+fn worker_id() -> Option<u64> {
+    shoal_core::task::worker_id().map(|w| w.0)
+}
+
+#[pymodule]
+fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<pool::Core>()?;
+    m.add_class::<pool::Batch>()?;
+    m.add_class::<pool::Stream>()?;
+    m.add_function(wrap_pyfunction!(progress, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_id, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
+    m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Worker processes: a Python interpreter started by the process backend
+//! runs `shoal._worker`, which calls [`worker_main`]. That is the Rust
+//! worker loop of `shoal-process` (handshake, frames, shared memory, crash
+//! semantics), with one function, [`crate::chunk::PY_FUNCTION`], that hands
+//! each chunk to `shoal._codec.run_chunk` under the interpreter lock.
+
+use pyo3::exceptions::{PyRuntimeError, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shoal_core::function::{NamedFunction, Registry};
+
+use crate::chunk::PY_FUNCTION;
+use crate::errors::describe;
+
+struct PythonChunks;
+
+impl NamedFunction for PythonChunks {
+    fn name(&self) -> &'static str {
+        PY_FUNCTION
+    }
+
+    fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
+        Python::attach(|py| {
+            let run = || -> PyResult<Vec<u8>> {
+                let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
+                let out = run_chunk.call1((PyBytes::new(py, arguments),))?;
+                Ok(out.cast::<PyBytes>()?.as_bytes().to_vec())
+            };
+            run().map_err(|e| {
+                // A task called sys.exit(): the worker exits, as it would
+                // in multiprocessing; the parent sees the worker lost.
+                if e.is_instance_of::<PySystemExit>(py) {
+                    let code =
+                        e.value(py).getattr("code").ok().and_then(|c| c.extract::<i32>().ok());
+                    std::process::exit(code.unwrap_or(1));
+                }
+                describe(py, &e)
+            })
+        })
+    }
+}
+
+static PYTHON_CHUNKS: PythonChunks = PythonChunks;
+
+/// Runs this process as a shoal worker and exits when the pool lets it go.
+/// Raises `RuntimeError` in a process that no shoal pool started.
+#[pyfunction]
+pub(crate) fn worker_main(py: Python<'_>) -> PyResult<()> {
+    let registry = Registry::new().with(&PYTHON_CHUNKS).map_err(PyRuntimeError::new_err)?;
+    py.detach(|| shoal_process::worker_main(&registry));
+    Err(PyRuntimeError::new_err("shoal worker_main: this process was not started by a shoal pool"))
+}
