@@ -5,6 +5,7 @@
 
 mod bench;
 mod cmd;
+mod python;
 mod report;
 mod test;
 
@@ -20,8 +21,10 @@ USAGE:
 COMMANDS:
     test             Run every check and test of the repository, as CI does:
                      rustfmt, wasm32 check of shoal-core, clippy, cargo test
-                     of each package (with doc tests). Installs missing
-                     rustup components and targets.
+                     of each package (with doc tests), then the Python
+                     package: wheel (maturin), fresh virtualenv, stubtest,
+                     pytest. Installs missing rustup components and targets
+                     and the Python tools (into target/py-*-venv).
     bench [--quick]  Run the benchmark suite (the in-process and process
                      workloads with criterion, the W6 memory probe, the chaos
                      run, Python's multiprocessing.Pool in target/bench-venv),

@@ -3,7 +3,8 @@
 //!
 //! Each step is a cargo command plus what it needs installed first (a rustup
 //! component or target). Missing tools are installed with rustup, so the
-//! command works on a fresh clone and a fresh machine.
+//! command works on a fresh clone and a fresh machine. The last step builds
+//! and tests the Python package ([`crate::python`]).
 
 use std::path::Path;
 
@@ -96,7 +97,8 @@ fn ensure(needs: Needs, root: &Path) -> Result<(), CmdError> {
 /// Runs all steps; prints `xtask test: N passed, M failed` at the end.
 pub fn run(root: &Path) -> Result<(), String> {
     let steps = steps();
-    let total = steps.len();
+    // The cargo steps, then the Python package (see `crate::python`).
+    let total = steps.len() + 1;
     let mut passed = 0;
     for (index, step) in steps.iter().enumerate() {
         let cmd = Cmd::cargo().args(step.args.iter().copied()).dir(root);
@@ -113,6 +115,12 @@ pub fn run(root: &Path) -> Result<(), String> {
         }
         passed += 1;
     }
+    eprintln!("\n== xtask test: step {total}/{total}: python package (bindings-python)");
+    if let Err(error) = crate::python::test(root) {
+        println!("xtask test: {passed} passed, 1 failed");
+        return Err(format!("step {total}/{total} (python package) failed: {error}"));
+    }
+    passed += 1;
     println!("xtask test: {passed} passed, 0 failed");
     Ok(())
 }

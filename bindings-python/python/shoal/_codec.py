@@ -14,10 +14,11 @@ the exception it raised (and, from a process, its traceback as text).
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import sys
 import traceback
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import cloudpickle
 
@@ -55,36 +56,41 @@ class Failure:
         return self.exc
 
 
-def run_items(func: Any, mode: int, items: Sequence[Any]) -> List[Any]:
-    """Runs ``func`` on every item; an exception becomes that item's Failure."""
+def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[int]] = None) -> List[Any]:
+    """Runs ``func`` on every item; an exception becomes that item's Failure
+    (and its index is appended to ``failed``, when given).
+
+    ``f(x)`` and ``f(*x)`` run in C loops (``list.extend(map(...))``); an
+    exception stops the loop after the items before it were appended, and
+    the loop goes on from the next item.
+    """
     out: List[Any] = []
-    append = out.append
-    if mode == CALL:
-        for x in items:
+    if mode == CALL or mode == STAR:
+        it = iter(items)
+        calls = map(func, it) if mode == CALL else itertools.starmap(func, it)
+        while True:
             try:
-                append(func(x))
+                out.extend(calls)
+                break
             except Exception as e:  # noqa: BLE001 - the task's own error
-                append(Failure(e))
-    elif mode == STAR:
-        for x in items:
-            try:
-                append(func(*x))
-            except Exception as e:  # noqa: BLE001
-                append(Failure(e))
-    elif mode == APPLY:
-        for args, kwargs in items:
-            try:
-                append(func(*args, **kwargs))
-            except Exception as e:  # noqa: BLE001
-                append(Failure(e))
-    else:
-        for f, args, kwargs in items:
-            try:
+                if failed is not None:
+                    failed.append(len(out))
+                out.append(Failure(e))
+        return out
+    for item in items:
+        try:
+            if mode == APPLY:
+                args, kwargs = item
+                out.append(func(*args, **kwargs))
+            else:
+                f, args, kwargs = item
                 if isinstance(f, bytes):
                     f = _load_function(f)
-                append(f(*args, **kwargs))
-            except Exception as e:  # noqa: BLE001
-                append(Failure(e))
+                out.append(f(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001
+            if failed is not None:
+                failed.append(len(out))
+            out.append(Failure(e))
     return out
 
 
@@ -167,17 +173,15 @@ def run_chunk(payload: bytes) -> bytes:
         func = _load_function(function) if mode != EACH else None
     except Exception as e:  # noqa: BLE001
         raise SerializationError(f"cannot unpickle the task: {e}") from e
-    results = run_items(func, mode, items)
-    for i, r in enumerate(results):
-        if isinstance(r, Failure) and r.tb is None:
-            results[i] = Failure(r.exc, "".join(traceback.format_exception(r.exc)))
+    failed: List[int] = []
+    results = run_items(func, mode, items, failed)
+    for i in failed:
+        r = results[i]
+        results[i] = _portable(Failure(r.exc, "".join(traceback.format_exception(r.exc))))
     try:
         data = pickle.dumps(results, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001 - find the culprit, keep the others
         data = pickle.dumps([_portable(r) for r in results], protocol=PROTOCOL)
-    else:
-        if any(isinstance(r, Failure) for r in results):
-            data = pickle.dumps([_portable(r) for r in results], protocol=PROTOCOL)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

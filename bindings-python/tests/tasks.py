@@ -1,0 +1,85 @@
+"""Task functions for the tests, importable by worker processes."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import shoal
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def fail_on_3(x):
+    if x == 3:
+        raise KeyError(f"three {x}")
+    return x
+
+
+def kill_self_on(x, bad):
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def exit_on(x, bad):
+    if x == bad:
+        sys.exit(3)
+    return x
+
+
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def pid(_=None):
+    return os.getpid()
+
+
+def make_lock(_):
+    return threading.Lock()
+
+
+def whoami(_=None):
+    return shoal.worker_id()
+
+
+_state = {}
+
+
+def init_state(value):
+    _state["value"] = value
+
+
+def read_state(_=None):
+    return _state.get("value")
+
+
+def nested_sum(n):
+    with shoal.Pool(2, backend="threads") as inner:
+        return sum(inner.map(square, range(n)))
+
+
+class NeedsTwoArgs(Exception):
+    """An exception that does not survive pickling (two required args)."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+def raise_unpicklable(_):
+    raise NeedsTwoArgs(1, 2)
+
+
+def report(x):
+    shoal.progress(0.5)
+    shoal.log(f"item {x}")
+    return x

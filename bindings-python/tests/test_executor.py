@@ -1,0 +1,54 @@
+"""shoal.Executor as a concurrent.futures.Executor, with asyncio."""
+
+import asyncio
+import concurrent.futures
+
+import pytest
+
+import shoal
+from tasks import fail_on_3, sleep_then, square
+
+
+@pytest.fixture(scope="module", params=["process", "threads"])
+def executor(request):
+    ex = shoal.Executor(2, backend=request.param)
+    yield ex
+    ex.shutdown(wait=True)
+
+
+def test_submit_and_map(executor):
+    futures = [executor.submit(square, i) for i in range(20)]
+    assert [f.result(timeout=30) for f in futures] == [i * i for i in range(20)]
+    assert list(executor.map(square, range(100))) == [x * x for x in range(100)]
+    assert list(executor.map(pow, [2, 3], [3, 2])) == [8, 9]
+    assert list(executor.map(square, range(5), timeout=30)) == [0, 1, 4, 9, 16]
+    done, _ = concurrent.futures.wait([executor.submit(square, 2)], timeout=30)
+    assert len(done) == 1
+
+
+def test_exceptions(executor):
+    f = executor.submit(fail_on_3, 3)
+    assert isinstance(f.exception(timeout=30), KeyError)
+    with pytest.raises(KeyError):
+        list(executor.map(fail_on_3, range(5)))
+
+
+def test_asyncio_run_in_executor(executor):
+    async def main():
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(*(loop.run_in_executor(executor, square, i) for i in range(5)))
+
+    assert asyncio.run(main()) == [0, 1, 4, 9, 16]
+
+
+def test_shutdown_and_cancel_futures():
+    ex = shoal.Executor(1, backend="threads")
+    first = ex.submit(sleep_then, 0.2, "first")
+    rest = [ex.submit(sleep_then, 0.2, i) for i in range(5)]
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert first.done()
+    assert all(f.done() for f in rest)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(square, 1)
+    with shoal.Executor(1, backend="threads") as ex2:
+        assert ex2.submit(square, 5).result(timeout=30) == 25

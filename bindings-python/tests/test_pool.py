@@ -1,0 +1,188 @@
+"""shoal.Pool as a drop-in for multiprocessing.Pool, on both backends."""
+
+import itertools
+import multiprocessing
+import threading
+
+import pytest
+
+import shoal
+from tasks import (
+    NeedsTwoArgs,
+    add,
+    fail_on_3,
+    make_lock,
+    nested_sum,
+    raise_unpicklable,
+    report,
+    sleep_then,
+    square,
+    whoami,
+)
+
+
+def test_map_starmap_imap(pool):
+    assert pool.map(square, range(1000)) == [x * x for x in range(1000)]
+    assert pool.map(square, []) == []
+    assert pool.starmap(add, [(1, 2), (3, 4)]) == [3, 7]
+    assert list(pool.imap(square, range(50))) == [x * x for x in range(50)]
+    assert sorted(pool.imap_unordered(square, range(50))) == [x * x for x in range(50)]
+    assert sorted(pool.map_unordered(square, range(50))) == [x * x for x in range(50)]
+    assert pool.map(square, range(10), chunksize=3) == [x * x for x in range(10)]
+
+
+def test_lambdas_and_closures(pool):
+    k = 7
+    assert pool.map(lambda x: x + k, [1, 2]) == [8, 9]
+    assert pool.apply(lambda a, b=0: a * b, (6,), {"b": 7}) == 42
+
+
+def test_apply_and_async_results_with_callbacks(pool):
+    assert pool.apply(divmod, (7, 2)) == (3, 1)
+    got, errors, done = [], [], threading.Event()
+    results = [pool.apply_async(square, (i,), callback=got.append) for i in range(20)]
+    assert [r.get(timeout=30) for r in results] == [i * i for i in range(20)]
+    assert sorted(got) == [i * i for i in range(20)]
+    assert all(r.ready() and r.successful() for r in results)
+    bad = pool.apply_async(fail_on_3, (3,), error_callback=lambda e: (errors.append(e), done.set()))
+    with pytest.raises(KeyError):
+        bad.get(timeout=30)
+    assert done.wait(30) and isinstance(errors[0], KeyError)
+    assert not bad.successful()
+    m = pool.map_async(square, range(10), callback=got.append)
+    assert m.get(timeout=30) == [x * x for x in range(10)]
+    s = pool.starmap_async(add, [(1, 1)])
+    assert s.get(timeout=30) == [2]
+
+
+def test_get_timeout_and_not_ready():
+    with shoal.Pool(1, backend="threads") as p:
+        r = p.apply_async(sleep_then, (60, "late"))
+        with pytest.raises(ValueError):
+            r.successful()
+        with pytest.raises(multiprocessing.TimeoutError):
+            r.get(timeout=0.01)
+        p.terminate()
+        with pytest.raises(shoal.CancelledError):
+            r.get(timeout=30)
+
+
+def test_exceptions_keep_their_type_and_remote_traceback(pool):
+    with pytest.raises(KeyError) as info:
+        pool.map(fail_on_3, range(10))
+    if pool.backend == "process":
+        assert isinstance(info.value.__cause__, shoal.RemoteTraceback)
+        assert "fail_on_3" in str(info.value.__cause__)
+    # imap raises at the failing position and goes on.
+    it = pool.imap(fail_on_3, range(5))
+    assert [next(it), next(it), next(it)] == [0, 1, 2]
+    with pytest.raises(KeyError):
+        next(it)
+    assert next(it) == 4
+    # The pool keeps working.
+    assert pool.map(square, [3]) == [9]
+
+
+def test_unpicklable_exception_becomes_remote_error(process_pool):
+    with pytest.raises(shoal.RemoteError, match="NeedsTwoArgs"):
+        process_pool.apply(raise_unpicklable, (0,))
+
+
+def test_unpicklable_argument_result_and_function(process_pool):
+    with pytest.raises(shoal.SerializationError, match="item 1"):
+        process_pool.map(square, [1, threading.Lock(), 3], chunksize=3)
+    with pytest.raises(shoal.SerializationError, match="cannot pickle the result"):
+        process_pool.map(make_lock, [0])
+    lock = threading.Lock()
+    with pytest.raises(shoal.SerializationError, match="function"):
+        process_pool.map(lambda x: lock, [0])
+    assert process_pool.map(square, [2]) == [4]
+
+
+def test_input_errors_are_raised(pool):
+    def broken():
+        yield 1
+        raise RuntimeError("input broke")
+
+    with pytest.raises(RuntimeError, match="input broke"):
+        pool.map(square, broken())
+
+
+def test_imap_is_lazy_over_an_endless_generator(pool):
+    pulled = itertools.count()
+
+    def endless():
+        for x in itertools.count():
+            next(pulled)
+            yield x
+
+    first = list(itertools.islice(pool.imap(square, endless()), 10))
+    assert first == [x * x for x in range(10)]
+    assert next(pulled) < 50_000
+
+
+def test_worker_id_and_messages(pool):
+    ids = set(pool.map(whoami, range(200)))
+    assert ids and all(isinstance(i, int) for i in ids)
+    assert shoal.worker_id() is None
+    assert pool.map(report, [1, 2]) == [1, 2]
+    with pytest.raises(ValueError):
+        shoal.progress(2.0)
+
+
+def test_nested_pools(process_pool):
+    assert process_pool.map(nested_sum, [10, 20]) == [285, 2470]
+
+
+def test_close_join_and_closed_pool():
+    p = shoal.Pool(2, backend="threads")
+    r = p.apply_async(sleep_then, (0.01, "done"))
+    p.close()
+    with pytest.raises(ValueError):
+        p.map(square, [1])
+    p.join()
+    assert r.get(timeout=0) == "done"
+    p2 = shoal.Pool(1, backend="threads")
+    with pytest.raises(ValueError, match="still running"):
+        p2.join()
+    p2.terminate()
+
+
+def test_gil_is_released_while_waiting():
+    """A task that needs another Python thread of the caller to progress."""
+    started, released = threading.Event(), threading.Event()
+
+    def waits(_):
+        started.set()
+        return released.wait(30)
+
+    helper = threading.Thread(target=lambda: started.wait(30) and released.set())
+    helper.start()
+    with shoal.Pool(1, backend="threads") as p:
+        assert p.map(waits, [0]) == [True]
+    helper.join()
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"processes": 0}, "processes"),
+        ({"processes": -1}, "processes"),
+        ({"maxtasksperchild": 0}, "maxtasksperchild"),
+        ({"backend": "gpu"}, "backend"),
+        ({"task_timeout": -1}, "task_timeout"),
+        ({"start_method": "teleport"}, "start_method"),
+    ],
+)
+def test_invalid_options_name_the_option(kwargs, option):
+    with pytest.raises(ValueError, match=option):
+        shoal.Pool(**kwargs)
+
+
+def test_invalid_batch_options(pool):
+    with pytest.raises(ValueError, match="chunksize"):
+        pool.map(square, [1], chunksize=0)
+    with pytest.raises(TypeError, match="initializer"):
+        shoal.Pool(1, initializer=5)
+    with pytest.raises(TypeError, match="callable"):
+        pool.map(5, [1])

@@ -1,0 +1,58 @@
+"""Worker life: initializer, maxtasksperchild, crashes, timeouts."""
+
+import pytest
+
+import shoal
+from tasks import exit_on, kill_self_on, pid, read_state, init_state, sleep_then, square
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_initializer_runs_in_every_worker(backend):
+    with shoal.Pool(2, initializer=init_state, initargs=("ready",), backend=backend) as p:
+        assert set(p.map(read_state, range(20))) == {"ready"}
+
+
+def test_maxtasksperchild_replaces_workers():
+    with shoal.Pool(1, maxtasksperchild=1) as p:
+        pids = [p.apply(pid) for _ in range(3)]
+    assert len(set(pids)) == 3
+
+
+def test_a_killed_worker_fails_only_its_tasks():
+    with shoal.Pool(2) as p:
+        results = [p.apply_async(kill_self_on, (i, 3)) for i in range(8)]
+        outcomes = []
+        for r in results:
+            try:
+                outcomes.append(r.get(timeout=60))
+            except shoal.WorkerLostError as e:
+                outcomes.append("lost")
+                assert "SIGKILL" in str(e) or "signal" in str(e)
+        assert outcomes[3] == "lost"
+        assert [o for i, o in enumerate(outcomes) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+        # A replacement worker took over.
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+
+
+def test_sys_exit_in_a_task_loses_the_worker():
+    with shoal.Pool(1) as p:
+        with pytest.raises(shoal.WorkerLostError):
+            p.apply(exit_on, (1, 1))
+        assert p.apply(square, (4,)) == 16
+
+
+def test_map_with_a_crash_raises_and_the_pool_goes_on():
+    with shoal.Pool(2) as p:
+        with pytest.raises(shoal.WorkerLostError):
+            p.starmap(kill_self_on, [(i, 5) for i in range(10)], chunksize=1)
+        assert p.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_task_timeout_stops_the_task(backend):
+    with shoal.Pool(1, task_timeout=0.5, backend=backend) as p:
+        with pytest.raises(shoal.TaskTimeoutError):
+            p.apply(sleep_then, (60, "never"))
+        with pytest.raises(TimeoutError):  # also a builtin TimeoutError
+            p.apply(sleep_then, (60, "never"))
+        assert p.apply(square, (3,)) == 9
