@@ -10,9 +10,12 @@
 //!    `roundtrip`) and the process suite (`--bench process`, groups `P-*`),
 //!    both with `--features plugin`;
 //! 3. the Python peers: a virtualenv in `target/bench-venv` (made with
-//!    `python3 -m venv`, numpy installed into it with pip, reused when it
-//!    has numpy), then `benches/py/peers.py [--quick]`, whose rows
-//!    (`multiprocessing`, ...) join the `P-*` groups;
+//!    `python3 -m venv`; numpy, loky and mpire installed into it with
+//!    `pip install -r benches/py/requirements.txt`, again whenever that file
+//!    changes), then `benches/py/peers.py [--quick]`: the `py-*` groups
+//!    (multiprocessing.Pool, concurrent.futures, loky, mpire, and shoal's
+//!    Python package when `import shoal` works in the venv), whose
+//!    multiprocessing rows also join the `P-*` groups;
 //! 4. builds the binaries `w6-memory` and `chaos` once and runs them
 //!    directly (so a run that overstays its time limit can be killed, with
 //!    its workers): the W6 memory probe for every backend it lists
@@ -81,6 +84,16 @@ const CHAOS_EVERY: u64 = 100;
 
 /// The peers' script, relative to the workspace root.
 const PEERS_SCRIPT: &str = "benches/py/peers.py";
+
+/// What the peers need from PyPI (pinned), relative to the workspace root.
+const PEERS_REQUIREMENTS: &str = "benches/py/requirements.txt";
+
+/// A copy of the requirements last installed, inside the venv: when it
+/// differs from [`PEERS_REQUIREMENTS`], pip runs again.
+const INSTALLED_REQUIREMENTS: &str = "shoal-bench-requirements.txt";
+
+/// Modules the peers import: a venv that lacks one is installed into again.
+const PEERS_MODULES: &[&str] = &["numpy", "loky", "mpire"];
 
 /// The Debian package that provides `python3 -m venv` (and `ensurepip`).
 const VENV_PACKAGE: &str = "python3-venv";
@@ -221,16 +234,23 @@ fn chaos(root: &Path, quick: bool, report: &mut Report) -> Option<String> {
     }
 }
 
-/// The virtualenv's interpreter, made (or repaired) with numpy in it. On
-/// failure, says exactly what is missing.
-fn python_venv(root: &Path) -> Result<PathBuf, String> {
+/// The virtualenv's interpreter, made (or repaired) with the pinned
+/// requirements of the peers in it. On failure, says exactly what is
+/// missing; a failed install that leaves a usable interpreter is a note
+/// (the peers that cannot run say so themselves).
+fn python_venv(root: &Path, notes: &mut Vec<String>) -> Result<PathBuf, String> {
     let venv = target_dir(root).join("bench-venv");
     let python = venv.join("bin").join("python");
     let python_arg = python.to_string_lossy().into_owned();
+    let requirements = root.join(PEERS_REQUIREMENTS);
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let stamp = venv.join(INSTALLED_REQUIREMENTS);
     let has = |module: &str| {
         python.is_file() && Cmd::new(&python_arg).args(["-c", &format!("import {module}")]).probe()
     };
-    if has("numpy") {
+    let installed = std::fs::read_to_string(&stamp).is_ok_and(|text| text == wanted);
+    if installed && has(&PEERS_MODULES.join(", ")) {
         return Ok(python);
     }
     if !has("pip") {
@@ -255,17 +275,38 @@ fn python_venv(root: &Path) -> Result<PathBuf, String> {
             },
         )?;
     }
-    Cmd::new(&python_arg)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy"])
-        .run()
-        .map_err(|e| format!("cannot install numpy into {}: {e}", venv.display()))?;
+    let requirements_arg = requirements.to_string_lossy().into_owned();
+    let install = Cmd::new(&python_arg)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([requirements_arg.as_str()])
+        .run();
+    match install {
+        Ok(()) => {
+            if let Err(e) = std::fs::write(&stamp, &wanted) {
+                notes.push(format!("cannot write {}: {e}", stamp.display()));
+            }
+        }
+        Err(e) if python.is_file() => {
+            let missing: Vec<&str> = PEERS_MODULES.iter().copied().filter(|m| !has(m)).collect();
+            notes.push(format!(
+                "Python peers: cannot install {PEERS_REQUIREMENTS} into {}: {e}; {}",
+                venv.display(),
+                if missing.is_empty() {
+                    "running with the packages already there".to_owned()
+                } else {
+                    format!("missing: {}", missing.join(", "))
+                }
+            ));
+        }
+        Err(e) => return Err(format!("cannot install into {}: {e}", venv.display())),
+    }
     Ok(python)
 }
 
 /// Runs the Python peers and merges their rows; what goes wrong becomes a
 /// note (the Rust rows stand on their own).
 fn python_peers(root: &Path, quick: bool, report: &mut Report) {
-    let python = match python_venv(root) {
+    let python = match python_venv(root, &mut report.notes) {
         Ok(python) => python,
         Err(why) => {
             eprintln!("note: the Python peers are left out: {why}");

@@ -5,7 +5,10 @@
 //! Each group's table has one ratio column per *reference* present in the
 //! group ([`REFERENCES`]: `rayon`, `serial`, `multiprocessing`), so the
 //! in-process groups compare with rayon and serial and the `P-*` groups
-//! with Python's `multiprocessing.Pool` (and serial where it ran).
+//! with Python's `multiprocessing.Pool` (and serial where it ran). The
+//! Python groups (`py-*`, see [`python`]) compare with `multiprocessing`
+//! and with the fastest of the Python peers in the group
+//! ([`FASTEST_PEER`]).
 //!
 //! Criterion (0.8) writes, for a benchmark `<group>/<function>`,
 //! `<criterion dir>/<group>/<function>/new/estimates.json`
@@ -22,8 +25,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub mod python;
 #[cfg(test)]
 mod tests;
+
+pub use python::FASTEST_PEER;
 
 /// The implementations ratios are taken against, in column order, in every
 /// group that has them: the fast in-process peer, the serial loop, and
@@ -46,6 +52,12 @@ const GROUP_ORDER: &[&str] = &[
     "P-W4",
     "P-W5",
     "P-W6",
+    "py-W1",
+    "py-W2",
+    "py-W3",
+    "py-W4",
+    "py-W5",
+    "py-W6",
 ];
 /// Display order of the implementations we know; others follow by name.
 const IMPLEMENTATION_ORDER: &[&str] = &[
@@ -56,6 +68,11 @@ const IMPLEMENTATION_ORDER: &[&str] = &[
     "threads-plugin",
     "process",
     "multiprocessing",
+    "concurrent-futures",
+    "loky",
+    "mpire",
+    "shoal-py-process",
+    "shoal-py-threads",
 ];
 
 /// The machine and run the numbers come from.
@@ -342,11 +359,13 @@ pub fn parse_chaos(stdout: &str) -> Result<ChaosRun, String> {
 }
 
 /// Parses the JSON document of `benches/py/peers.py`:
-/// `{"python", "numpy", "measurements": [{"group", "implementation",
-/// "median_ns", "mean_ns", "throughput": {"Elements": n} | {"Bytes": n} |
-/// null, "detail"}], "memory": [<w6-memory line>], "notes": [..]}`.
-/// Rows without a group, an implementation or a positive median are
-/// skipped with a note.
+/// `{"python", "numpy", "versions": {"numpy", "loky", ..}, "measurements":
+/// [{"group", "implementation", "median_ns", "mean_ns", "throughput":
+/// {"Elements": n} | {"Bytes": n} | null, "detail"}], "memory": [<w6-memory
+/// line>], "notes": [..]}`. Rows without a group, an implementation or a
+/// positive median are skipped with a note. The `multiprocessing` and
+/// `python-serial` rows of a `py-*` group also join the process suite's
+/// `P-*` group of the same workload ([`python::process_copies`]).
 pub fn parse_peers(stdout: &str) -> Result<Peers, String> {
     let doc: Value = serde_json::from_str(stdout.trim())
         .map_err(|e| format!("its output is not one JSON document: {e}"))?;
@@ -382,9 +401,19 @@ pub fn parse_peers(stdout: &str) -> Result<Peers, String> {
             Err(why) => notes.push(format!("a memory run was skipped ({why}): {probe}")),
         }
     }
+    measurements.extend(python::process_copies(&measurements));
     let mut python = format!("Python {}", text(&doc, "python").unwrap_or_else(|| "?".to_owned()));
-    if let Some(numpy) = text(&doc, "numpy") {
+    let versions = doc.get("versions").and_then(Value::as_object);
+    let numpy = text(&doc, "numpy").or_else(|| {
+        versions.and_then(|v| v.get("numpy")).and_then(Value::as_str).map(str::to_owned)
+    });
+    if let Some(numpy) = numpy {
         python.push_str(&format!(", numpy {numpy}"));
+    }
+    for (package, version) in versions.into_iter().flatten() {
+        if let (false, Some(version)) = (package == "numpy", version.as_str()) {
+            python.push_str(&format!(", {package} {version}"));
+        }
     }
     Ok(Peers { python, measurements, memory, notes })
 }
@@ -414,10 +443,14 @@ impl Row<'_> {
 pub struct Group<'a> {
     /// Group name, e.g. `W1`.
     pub name: &'a str,
-    /// The [`REFERENCES`] this group has a row of, in column order.
+    /// The [`REFERENCES`] this group has a row of, in column order, then
+    /// [`FASTEST_PEER`] in a Python group that has a peer row.
     pub references: Vec<&'static str>,
     /// One row per implementation.
     pub rows: Vec<Row<'a>>,
+    /// In a Python group, the implementation of its fastest peer row
+    /// (the [`FASTEST_PEER`] reference).
+    pub fastest_peer: Option<&'a str>,
 }
 
 impl Group<'_> {
@@ -481,10 +514,15 @@ pub fn groups(measurements: &[Measurement]) -> Vec<Group<'_>> {
                 order_key(&a.implementation, IMPLEMENTATION_ORDER)
                     .cmp(&order_key(&b.implementation, IMPLEMENTATION_ORDER))
             });
-            let present: Vec<(&'static str, &Measurement)> = REFERENCES
+            let mut present: Vec<(&'static str, &Measurement)> = REFERENCES
                 .iter()
                 .filter_map(|&r| members.iter().find(|m| m.implementation == r).map(|m| (r, *m)))
                 .collect();
+            let fastest =
+                python::is_python_group(name).then(|| python::fastest_peer(&members)).flatten();
+            if let Some(fastest) = fastest {
+                present.push((FASTEST_PEER, fastest));
+            }
             let rows = members
                 .iter()
                 .map(|m| Row {
@@ -495,7 +533,12 @@ pub fn groups(measurements: &[Measurement]) -> Vec<Group<'_>> {
                         .collect(),
                 })
                 .collect();
-            Group { name, references: present.iter().map(|(r, _)| *r).collect(), rows }
+            Group {
+                name,
+                references: present.iter().map(|(r, _)| *r).collect(),
+                rows,
+                fastest_peer: fastest.map(|m| m.implementation.as_str()),
+            }
         })
         .collect()
 }
@@ -507,8 +550,11 @@ pub struct MemoryRow<'a> {
     pub backend: &'a str,
     /// Probe results by number of items.
     pub by_items: BTreeMap<u64, &'a MemoryProbe>,
-    /// `peak(largest N) / peak(smallest N)` over all sizes probed; close to 1
-    /// when memory stays flat.
+    /// The smallest and largest N this backend was probed with, when they
+    /// differ (a slow peer may leave out the largest size of the run).
+    pub span: Option<(u64, u64)>,
+    /// `peak(largest N) / peak(smallest N)` over the sizes this backend was
+    /// probed with; close to 1 when memory stays flat.
     pub growth: Option<f64>,
     /// `(peak(largest N) - peak(smallest N)) / (largest N - smallest N)` in
     /// bytes: what each extra item cost. Keeping the items (or their
@@ -532,21 +578,19 @@ pub fn memory_rows(probes: &[MemoryProbe]) -> (Vec<u64>, Vec<MemoryRow<'_>>) {
     let rows = by_backend
         .into_iter()
         .map(|((_, backend), by_items)| {
-            let ends = match (sizes.first(), sizes.last()) {
-                (Some(small), Some(large)) if small != large => {
-                    match (by_items.get(small), by_items.get(large)) {
-                        (Some(a), Some(b)) if a.peak_rss_kib > 0 => Some((*a, *b)),
-                        _ => None,
-                    }
+            let ends = match (by_items.first_key_value(), by_items.last_key_value()) {
+                (Some((small, a)), Some((large, b))) if small != large && a.peak_rss_kib > 0 => {
+                    Some((*a, *b))
                 }
                 _ => None,
             };
+            let span = ends.map(|(a, b)| (a.items, b.items));
             let growth = ends.map(|(a, b)| b.peak_rss_kib as f64 / a.peak_rss_kib as f64);
             let bytes_per_item = ends.map(|(a, b)| {
                 (b.peak_rss_kib as f64 - a.peak_rss_kib as f64) * 1024.0
                     / (b.items as f64 - a.items as f64)
             });
-            MemoryRow { backend, by_items, growth, bytes_per_item }
+            MemoryRow { backend, by_items, span, growth, bytes_per_item }
         })
         .collect();
     (sizes, rows)
@@ -772,28 +816,29 @@ fn memory_table(probes: &[MemoryProbe]) -> Option<Table> {
                 row.by_items.get(n).map_or_else(|| "-".to_owned(), |p| human_kib(p.peak_rss_kib))
             }));
             if small != large {
-                cells.push(ratio(row.growth));
+                let mut growth = ratio(row.growth);
+                if let Some((a, b)) = row.span.filter(|span| *span != (small, large)) {
+                    let _ = write!(growth, " ({} to {})", items_label(a), items_label(b));
+                }
+                cells.push(growth);
                 cells
                     .push(row.bytes_per_item.map_or_else(|| "-".to_owned(), |b| format!("{b:.2}")));
             }
-            let at_large = row.by_items.get(&large);
+            // At the largest size this backend was probed with, named when
+            // it is not the run's largest.
+            let at_large = row.by_items.values().next_back();
+            let at = |cell: Option<String>| match (cell, at_large) {
+                (Some(cell), Some(p)) if p.items != large => {
+                    format!("{cell} ({})", items_label(p.items))
+                }
+                (Some(cell), _) => cell,
+                (None, _) => "-".to_owned(),
+            };
             if workers {
-                cells.push(
-                    at_large
-                        .and_then(|p| p.worker_peak_rss_kib)
-                        .map_or_else(|| "-".to_owned(), human_kib),
-                );
+                cells.push(at(at_large.and_then(|p| p.worker_peak_rss_kib).map(human_kib)));
             }
-            cells.push(
-                at_large
-                    .and_then(|p| p.pulled_before_first)
-                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            );
-            cells.push(
-                at_large
-                    .and_then(|p| p.seconds)
-                    .map_or_else(|| "-".to_owned(), |s| human_time(s * 1e9)),
-            );
+            cells.push(at(at_large.and_then(|p| p.pulled_before_first).map(|n| n.to_string())));
+            cells.push(at(at_large.and_then(|p| p.seconds).map(|s| human_time(s * 1e9))));
             cells
         })
         .collect();
@@ -850,12 +895,35 @@ fn find_measurement<'a>(
     report.measurements.iter().find(|m| m.group == group && m.implementation == implementation)
 }
 
+/// Whether the W6 memory of `backend` stays flat ([`FLAT_BYTES_PER_ITEM`])
+/// from the smallest to the largest generator it was probed with.
+pub fn flat_memory_target(report: &Report, backend: &str) -> Target {
+    let (_, rows) = memory_rows(&report.memory);
+    let row = rows.iter().find(|r| r.backend == backend);
+    let growth = row.and_then(|r| Some((r.growth?, r.bytes_per_item?, r.span?)));
+    Target {
+        name: format!("W6 memory of {backend}"),
+        measured: growth.map_or_else(
+            || "-".to_owned(),
+            |(g, b, (small, large))| {
+                format!(
+                    "peak x{g:.2} from {} to {}, {b:.2} bytes per extra item",
+                    items_label(small),
+                    items_label(large)
+                )
+            },
+        ),
+        goal: format!("flat: < {FLAT_BYTES_PER_ITEM:.0} byte per extra item"),
+        met: growth.map(|(_, b, _)| b < FLAT_BYTES_PER_ITEM),
+    }
+}
+
 /// The issue's targets for the process backend, each measured in this run:
 /// P-W1 throughput >= 20x multiprocessing's, P-W4 time <= multiprocessing
 /// (fork), P-W5 MB/s >= 5x multiprocessing's, W6 memory of `process` flat
-/// ([`FLAT_MEMORY`]), and a chaos run with no wrong result and at most one
+/// ([`FLAT_BYTES_PER_ITEM`]), and a chaos run with no wrong result and at most one
 /// lost task per kill.
-pub fn targets(report: &Report) -> Vec<Target> {
+pub fn process_targets(report: &Report) -> Vec<Target> {
     let mut targets = Vec::new();
     let vs_peer = |group: &str| {
         let process = find_measurement(report, group, "process")?;
@@ -877,22 +945,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
         goal: "<= 1.00x the time".to_owned(),
         met: w4.map(|r| r <= 1.0),
     });
-    let (sizes, rows) = memory_rows(&report.memory);
-    let process = rows.iter().find(|r| r.backend == "process");
-    let growth = process.and_then(|r| r.growth.zip(r.bytes_per_item));
-    let span = match (sizes.first(), sizes.last()) {
-        (Some(&a), Some(&b)) => format!("{} to {}", items_label(a), items_label(b)),
-        _ => "-".to_owned(),
-    };
-    targets.push(Target {
-        name: "W6 memory of process".to_owned(),
-        measured: growth.map_or_else(
-            || "-".to_owned(),
-            |(g, b)| format!("peak x{g:.2} from {span}, {b:.2} bytes per extra item"),
-        ),
-        goal: format!("flat: < {FLAT_BYTES_PER_ITEM:.0} byte per extra item"),
-        met: growth.map(|(_, b)| b < FLAT_BYTES_PER_ITEM),
-    });
+    targets.push(flat_memory_target(report, "process"));
     targets.push(match &report.chaos {
         Some(run) => Target {
             name: "chaos run".to_owned(),
@@ -918,9 +971,32 @@ pub fn targets(report: &Report) -> Vec<Target> {
     targets
 }
 
-fn targets_table(report: &Report) -> Table {
+/// The targets this report has rows for, as (title, targets): the
+/// process backend's when a `P-*` group ran, the Python binding's when a
+/// `py-*` group ran.
+fn target_sections(report: &Report) -> Vec<(&'static str, Vec<Target>)> {
+    let has = |prefix: &str| report.measurements.iter().any(|m| m.group.starts_with(prefix));
+    let mut sections = Vec::new();
+    if has("P-") {
+        sections.push(("process backend", process_targets(report)));
+    }
+    if has(python::GROUP_PREFIX) {
+        sections.push(("Python binding", python::targets(report)));
+    }
+    sections
+}
+
+/// A group's title: its name, and its fastest peer in a Python group.
+fn group_title(group: &Group<'_>) -> String {
+    match group.fastest_peer {
+        Some(peer) => format!("{} (fastest peer: {peer})", group.name),
+        None => group.name.to_owned(),
+    }
+}
+
+fn targets_table(targets: Vec<Target>) -> Table {
     let header = ["target", "measured", "goal", "met"].map(str::to_owned).to_vec();
-    let rows = targets(report)
+    let rows = targets
         .into_iter()
         .map(|t| {
             let met = match t.met {
@@ -953,7 +1029,7 @@ pub fn text(report: &Report) -> String {
     let mut out = format!("shoal bench: {}\n", machine_line(&report.machine));
     let _ = writeln!(out, "median time per iteration; {RATIO_NOTE}");
     for group in groups(&report.measurements) {
-        let _ = writeln!(out, "\n{}", group.name);
+        let _ = writeln!(out, "\n{}", group_title(&group));
         group_table(&group).text(&mut out);
     }
     if let Some(table) = memory_table(&report.memory) {
@@ -966,9 +1042,9 @@ pub fn text(report: &Report) -> String {
         out.push_str("\nchaos (process backend, a random worker SIGKILLed every few results)\n");
         chaos_table(run).text(&mut out);
     }
-    if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
-        out.push_str("\ntargets (process backend)\n");
-        targets_table(report).text(&mut out);
+    for (title, targets) in target_sections(report) {
+        let _ = writeln!(out, "\ntargets ({title})");
+        targets_table(targets).text(&mut out);
     }
     if !report.notes.is_empty() {
         out.push_str("\nnotes:\n");
@@ -986,7 +1062,11 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "- machine: {} cores (available parallelism)", machine.nproc);
     let _ = writeln!(out, "- compiler: `{}`", machine.rustc);
     if let Some(python) = &machine.python {
-        let _ = writeln!(out, "- peers: {python} (`multiprocessing.Pool`, fork unless named)");
+        let _ = writeln!(
+            out,
+            "- peers: {python} (`multiprocessing.Pool` with fork unless named; \
+             `concurrent.futures`, loky and mpire in the `py-*` groups)"
+        );
     }
     let _ = writeln!(out, "- date: {}", machine.date);
     let _ = writeln!(
@@ -999,8 +1079,13 @@ pub fn markdown(report: &Report) -> String {
         "\nTimes are medians per iteration (criterion's; the Python peers' over a few \
          repetitions); {RATIO_NOTE}. Chart: `report.svg`."
     );
+    let mut python_intro = false;
     for group in groups(&report.measurements) {
-        let _ = writeln!(out, "\n## {}\n", group.name);
+        if !python_intro && group.name.starts_with(python::GROUP_PREFIX) {
+            python_intro = true;
+            let _ = writeln!(out, "\n{}", python::MARKDOWN_INTRO);
+        }
+        let _ = writeln!(out, "\n## {}\n", group_title(&group));
         group_table(&group).markdown(&mut out);
     }
     if let Some(table) = memory_table(&report.memory) {
@@ -1018,9 +1103,9 @@ pub fn markdown(report: &Report) -> String {
         );
         chaos_table(run).markdown(&mut out);
     }
-    if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
-        out.push_str("\n## Targets\n\n");
-        targets_table(report).markdown(&mut out);
+    for (title, targets) in target_sections(report) {
+        let _ = writeln!(out, "\n## Targets: {title}\n");
+        targets_table(targets).markdown(&mut out);
     }
     if !report.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
@@ -1205,8 +1290,8 @@ pub fn json(report: &Report) -> String {
     let machine = &report.machine;
     let benchmarks: Vec<Value> = groups(&report.measurements)
         .iter()
-        .flat_map(|group| &group.rows)
-        .map(|row| {
+        .flat_map(|group| group.rows.iter().map(move |row| (group, row)))
+        .map(|(group, row)| {
             let m = row.measurement;
             let throughput = m.throughput.map(|t| match t {
                 Throughput::Elements(n) => json!({ "elements": n }),
@@ -1226,6 +1311,8 @@ pub fn json(report: &Report) -> String {
                 "ratio_to_rayon": row.ratio("rayon"),
                 "ratio_to_serial": row.ratio("serial"),
                 "ratio_to_multiprocessing": row.ratio("multiprocessing"),
+                "ratio_to_fastest_peer": row.ratio(FASTEST_PEER),
+                "fastest_peer": group.fastest_peer,
                 "detail": m.detail,
             })
         })
@@ -1268,16 +1355,11 @@ pub fn json(report: &Report) -> String {
             "seconds": run.seconds,
         })
     });
-    let targets: Vec<Value> = if report.measurements.iter().any(|m| m.group.starts_with("P-")) {
-        targets(report)
-            .into_iter()
-            .map(
-                |t| json!({ "name": t.name, "measured": t.measured, "goal": t.goal, "met": t.met }),
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let targets: Vec<Value> = target_sections(report)
+        .into_iter()
+        .flat_map(|(_, targets)| targets)
+        .map(|t| json!({ "name": t.name, "measured": t.measured, "goal": t.goal, "met": t.met }))
+        .collect();
     let value = json!({
         "schema": 2,
         "machine": {

@@ -400,15 +400,18 @@ fn parses_criterion_throughput_forms() {
 
 /// What `benches/py/peers.py` prints, trimmed.
 const PEERS: &str = r#"{
- "schema": 1, "python": "3.11.7", "numpy": "2.4.6", "start_method": "fork",
+ "schema": 2, "python": "3.11.7", "numpy": "2.4.6", "start_method": "fork",
+ "versions": {"numpy": "2.4.6", "loky": "3.7.0", "mpire": "2.10.2", "shoal": null},
  "measurements": [
-  {"group": "P-W1", "implementation": "multiprocessing", "median_ns": 28000000, "mean_ns": 29000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 12500 (default)"},
-  {"group": "P-W1", "implementation": "multiprocessing-best", "median_ns": 20000000, "mean_ns": 20000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 5000"},
-  {"group": "P-W4", "implementation": "multiprocessing", "median_ns": 10000000, "mean_ns": 10000000.0, "samples": 3, "throughput": null, "detail": "fork"},
-  {"group": "P-W4", "implementation": "multiprocessing-spawn", "median_ns": 200000000, "mean_ns": 2e8, "samples": 3, "throughput": null, "detail": "spawn"},
-  {"group": "P-W5", "implementation": "multiprocessing", "median_ns": 500000000, "mean_ns": 5e8, "samples": 3, "throughput": {"Bytes": 209715200}, "detail": null},
-  {"group": "P-W6", "implementation": "multiprocessing", "median_ns": 700000000, "mean_ns": 7e8, "samples": 1, "throughput": {"Elements": 20000}, "detail": "20000 items"},
-  {"group": "P-W6", "implementation": "broken", "median_ns": 0}
+  {"group": "py-W1", "implementation": "multiprocessing", "median_ns": 28000000, "mean_ns": 29000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 12500 (default)"},
+  {"group": "py-W1", "implementation": "multiprocessing-best", "median_ns": 20000000, "mean_ns": 20000000.0, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 5000"},
+  {"group": "py-W1", "implementation": "concurrent-futures", "median_ns": 250000000, "mean_ns": 2.5e8, "samples": 3, "throughput": {"Elements": 5000}, "detail": "chunksize 1 (default), 5000 items"},
+  {"group": "py-W1", "implementation": "loky-best", "median_ns": 25000000, "mean_ns": 2.5e7, "samples": 3, "throughput": {"Elements": 100000}, "detail": "chunksize 5000"},
+  {"group": "py-W4", "implementation": "multiprocessing", "median_ns": 10000000, "mean_ns": 10000000.0, "samples": 3, "throughput": null, "detail": "fork"},
+  {"group": "py-W4", "implementation": "multiprocessing-spawn", "median_ns": 200000000, "mean_ns": 2e8, "samples": 3, "throughput": null, "detail": "spawn"},
+  {"group": "py-W5", "implementation": "multiprocessing", "median_ns": 500000000, "mean_ns": 5e8, "samples": 3, "throughput": {"Bytes": 209715200}, "detail": null},
+  {"group": "py-W6", "implementation": "multiprocessing", "median_ns": 700000000, "mean_ns": 7e8, "samples": 1, "throughput": {"Elements": 20000}, "detail": "20000 items"},
+  {"group": "py-W6", "implementation": "broken", "median_ns": 0}
  ],
  "memory": [
   {"backend": "multiprocessing-best", "items": 100000, "peak_rss_kib": 33000, "worker_peak_rss_kib": 22000, "pulled_before_first": 40000, "seconds": 0.05, "chunksize": 10000},
@@ -471,15 +474,37 @@ fn process_report() -> Report {
 #[test]
 fn parses_the_peers_document() {
     let peers = parse_peers(PEERS).unwrap();
-    assert_eq!(peers.python, "Python 3.11.7, numpy 2.4.6");
-    assert_eq!(peers.measurements.len(), 6, "the broken row is skipped");
+    assert_eq!(peers.python, "Python 3.11.7, numpy 2.4.6, loky 3.7.0, mpire 2.10.2");
+    assert_eq!(peers.measurements.len(), 8 + 6, "the broken row is skipped, mp rows copied");
     let first = &peers.measurements[0];
-    assert_eq!((first.group.as_str(), first.implementation.as_str()), ("P-W1", "multiprocessing"));
+    assert_eq!((first.group.as_str(), first.implementation.as_str()), ("py-W1", "multiprocessing"));
     assert_eq!(first.median_ns, 28e6);
     assert_eq!(first.mean_ns, Some(29e6));
     assert_eq!(first.throughput, Some(Throughput::Elements(100_000)));
     assert_eq!(first.detail.as_deref(), Some("chunksize 12500 (default)"));
-    assert_eq!(peers.measurements[4].throughput, Some(Throughput::Bytes(209_715_200)));
+    assert_eq!(peers.measurements[6].throughput, Some(Throughput::Bytes(209_715_200)));
+    // The multiprocessing rows also join the process suite's groups, the
+    // other peers do not.
+    let copies: Vec<(&str, &str)> = peers.measurements[8..]
+        .iter()
+        .map(|m| (m.group.as_str(), m.implementation.as_str()))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            ("P-W1", "multiprocessing"),
+            ("P-W1", "multiprocessing-best"),
+            ("P-W4", "multiprocessing"),
+            ("P-W4", "multiprocessing-spawn"),
+            ("P-W5", "multiprocessing"),
+            ("P-W6", "multiprocessing"),
+        ]
+    );
+    assert_eq!(peers.measurements[8].median_ns, 28e6);
+    assert_eq!(peers.measurements[8].detail.as_deref(), Some("chunksize 12500 (default)"));
+    // An older document without `versions`.
+    let old = parse_peers(r#"{"python": "3.11.7", "numpy": "2.4.6", "measurements": []}"#);
+    assert_eq!(old.unwrap().python, "Python 3.11.7, numpy 2.4.6");
     assert_eq!(peers.memory.len(), 2);
     assert_eq!(peers.memory[0].worker_peak_rss_kib, Some(22_000));
     assert_eq!(peers.memory[1].pulled_before_first, Some(50_000));
@@ -514,7 +539,7 @@ fn process_groups_compare_with_multiprocessing() {
     let report = process_report();
     let groups = groups(&report.measurements);
     let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
-    assert_eq!(names, ["P-W1", "P-W4", "P-W5", "P-W6"]);
+    assert_eq!(names, ["P-W1", "P-W4", "P-W5", "P-W6", "py-W1", "py-W4", "py-W5", "py-W6"]);
     let w1 = &groups[0];
     assert_eq!(w1.references, ["serial", "multiprocessing"]);
     let order: Vec<&str> = w1.rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
@@ -538,7 +563,7 @@ fn process_groups_compare_with_multiprocessing() {
 #[test]
 fn targets_are_checked_against_the_run() {
     let report = process_report();
-    let targets = targets(&report);
+    let targets = process_targets(&report);
     let by_name = |prefix: &str| targets.iter().find(|t| t.name.starts_with(prefix)).unwrap();
     let w1 = by_name("P-W1");
     assert_eq!((w1.measured.as_str(), w1.met), ("28.00x the items/s", Some(true)));
@@ -557,7 +582,7 @@ fn targets_are_checked_against_the_run() {
     let mut slow = report.clone();
     slow.measurements.retain(|m| !(m.group == "P-W5" && m.implementation == "process"));
     slow.chaos = None;
-    let targets = super::targets(&slow);
+    let targets = process_targets(&slow);
     let w5 = targets.iter().find(|t| t.name.starts_with("P-W5")).unwrap();
     assert_eq!((w5.measured.as_str(), w5.met), ("-", None));
 }
@@ -615,14 +640,24 @@ fn svg_draws_log_ratios_around_the_reference() {
 fn json_has_ratios_chaos_and_targets() {
     let value: Value = serde_json::from_str(&json(&process_report())).unwrap();
     assert_eq!(value["schema"], 2);
-    assert_eq!(value["machine"]["python"], "Python 3.11.7, numpy 2.4.6");
+    assert_eq!(value["machine"]["python"], "Python 3.11.7, numpy 2.4.6, loky 3.7.0, mpire 2.10.2");
     let rows = value["benchmarks"].as_array().unwrap();
-    let spawn = rows.iter().find(|b| b["implementation"] == "multiprocessing-spawn").unwrap();
+    let spawn = rows
+        .iter()
+        .find(|b| b["group"] == "P-W4" && b["implementation"] == "multiprocessing-spawn")
+        .unwrap();
     assert_eq!(spawn["ratios"]["multiprocessing"], 20.0);
     assert_eq!(spawn["ratio_to_multiprocessing"], 20.0);
+    assert_eq!(spawn["ratio_to_fastest_peer"], Value::Null);
     assert_eq!(spawn["detail"], "spawn");
+    let loky = rows.iter().find(|b| b["implementation"] == "loky-best").unwrap();
+    assert_eq!(loky["ratio_to_fastest_peer"], 1.25);
+    assert_eq!(loky["fastest_peer"], "multiprocessing-best");
     assert_eq!(value["chaos"]["kills"], 1000);
-    assert_eq!(value["targets"].as_array().unwrap().len(), 5);
+    // 5 of the process backend, 8 for each of the two shoal rows.
+    let targets = value["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 5 + 2 * 8);
+    assert!(targets[5..].iter().all(|t| t["met"].is_null() && t["measured"] == "-"));
     assert_eq!(value["memory"][0]["worker_peak_rss_kib"], 3000);
 }
 
@@ -654,4 +689,171 @@ fn the_peers_script_prints_what_parse_peers_reads() {
         .collect();
     assert!(w4.contains(&"multiprocessing"), "{w4:?}");
     assert!(peers.measurements.iter().all(|m| m.median_ns > 0.0 && m.detail.is_some()));
+}
+
+#[test]
+fn peers_and_copies_are_told_apart() {
+    for peer in
+        ["multiprocessing", "multiprocessing-best", "loky-best", "concurrent-futures", "mpire"]
+    {
+        assert!(python::is_peer(peer), "{peer}");
+    }
+    for other in ["shoal-py-process", "python-serial", "lokyx", "process", "serial"] {
+        assert!(!python::is_peer(other), "{other}");
+    }
+    let rows = [
+        measurement("py-W3", "python-serial", 2000.0, Some(Throughput::Elements(1000))),
+        measurement("py-W3", "multiprocessing-malloc", 900.0, Some(Throughput::Elements(1000))),
+        measurement("py-W3", "mpire", 1800.0, Some(Throughput::Elements(1000))),
+        measurement("py-W3", "shoal-py-process", 500.0, Some(Throughput::Elements(1000))),
+        measurement("W3", "multiprocessing", 1.0, None),
+    ];
+    let copies = python::process_copies(&rows);
+    let names: Vec<(&str, &str)> =
+        copies.iter().map(|m| (m.group.as_str(), m.implementation.as_str())).collect();
+    assert_eq!(names, [("P-W3", "python-serial"), ("P-W3", "multiprocessing-malloc")]);
+}
+
+#[test]
+fn python_groups_compare_with_the_fastest_peer() {
+    let report = process_report();
+    let groups = groups(&report.measurements);
+    let w1 = groups.iter().find(|g| g.name == "py-W1").unwrap();
+    assert_eq!(w1.references, ["multiprocessing", FASTEST_PEER]);
+    assert_eq!(w1.fastest_peer, Some("multiprocessing-best"));
+    let order: Vec<&str> = w1.rows.iter().map(|r| r.measurement.implementation.as_str()).collect();
+    assert_eq!(
+        order,
+        ["multiprocessing", "multiprocessing-best", "concurrent-futures", "loky-best"]
+    );
+    assert_eq!(find(&groups, "py-W1", "loky-best").ratio(FASTEST_PEER), Some(1.25));
+    // 5000 items in 250 ms against 100000 in 20 ms: 250x per item.
+    let futures = find(&groups, "py-W1", "concurrent-futures").ratio(FASTEST_PEER).unwrap();
+    assert!((futures - 250.0).abs() < 1e-9, "{futures}");
+    // A process group has no such column; a group without peers neither.
+    let p_w1 = groups.iter().find(|g| g.name == "P-W1").unwrap();
+    assert_eq!((p_w1.fastest_peer, p_w1.references.contains(&FASTEST_PEER)), (None, false));
+    let lonely = [measurement("py-W2", "shoal-py-threads", 650.0, None)];
+    let lonely = super::groups(&lonely);
+    assert!(lonely[0].references.is_empty() && lonely[0].fastest_peer.is_none());
+
+    let md = markdown(&report);
+    assert!(md.contains("## py-W1 (fastest peer: multiprocessing-best)\n"), "{md}");
+    assert!(
+        md.contains(
+            "| implementation | median | throughput | vs multiprocessing | vs fastest peer | how |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| loky-best | 25.0 ms | 4.00 Melem/s | 0.89x | 1.25x | chunksize 5000 |"));
+    assert_eq!(md.matches("The `py-*` groups run the workloads from Python").count(), 1, "{md}");
+    assert!(md.contains("## Targets: process backend\n"), "{md}");
+    assert!(md.contains("## Targets: Python binding\n"), "{md}");
+    assert!(
+        md.contains("| py-W1 shoal-py-process vs the fastest peer | - | >= 1.5x the items/s"),
+        "{md}"
+    );
+    let text = text(&report);
+    assert!(text.contains("py-W6 (fastest peer: multiprocessing)"), "{text}");
+    assert!(text.contains("targets (Python binding)"), "{text}");
+}
+
+/// The process report plus shoal's rows and the peers the targets need.
+fn shoal_report() -> Report {
+    let mut report = process_report();
+    let elements = |n| Some(Throughput::Elements(n));
+    report.measurements.extend([
+        measurement("py-W1", "shoal-py-process", 12.0, elements(100_000)),
+        measurement("py-W1", "shoal-py-threads", 40.0, elements(100_000)),
+        measurement("py-W2", "shoal-py-process", 650.0, None),
+        measurement("py-W2", "shoal-py-threads", 700.0, None),
+        measurement("py-W3", "python-serial", 1900.0, elements(1000)),
+        measurement("py-W3", "multiprocessing", 1800.0, elements(1000)),
+        measurement("py-W3", "shoal-py-process", 900.0, elements(1000)),
+        measurement("py-W3", "shoal-py-threads", 1200.0, elements(1000)),
+        measurement("py-W4", "shoal-py-process", 8.0, None),
+        measurement("py-W5", "shoal-py-process", 100.0, Some(Throughput::Bytes(209_715_200))),
+        measurement("py-W6", "multiprocessing-unordered-best", 150.0, elements(1_000_000)),
+        measurement("py-W6", "shoal-py-process", 70.0, elements(1_000_000)),
+        measurement("py-W6", "shoal-py-threads", 80.0, elements(1_000_000)),
+    ]);
+    report.memory.extend([
+        probe("shoal-py-process", 100_000, 20_000),
+        probe("shoal-py-process", 1_000_000, 20_100),
+        probe("shoal-py-process", 10_000_000, 20_200),
+        probe("shoal-py-threads", 100_000, 20_000),
+        probe("shoal-py-threads", 1_000_000, 60_000),
+    ]);
+    report
+}
+
+#[test]
+fn python_targets_are_checked_for_each_shoal_backend() {
+    let report = shoal_report();
+    let targets = python::targets(&report);
+    assert_eq!(targets.len(), 16);
+    let get = |name: &str| {
+        targets
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name}: {targets:#?}"))
+    };
+    let check = |name: &str, measured: &str, met: Option<bool>| {
+        let t = get(name);
+        assert_eq!((t.measured.as_str(), t.met), (measured, met), "{t:?}");
+    };
+    check(
+        "py-W1 shoal-py-process vs the fastest peer",
+        "1.67x the items/s of multiprocessing-best",
+        Some(true),
+    );
+    check(
+        "py-W1 shoal-py-threads vs the fastest peer",
+        "0.50x the items/s of multiprocessing-best",
+        Some(false),
+    );
+    check("py-W2 shoal-py-process makespan", "650 ms (1.009x greedy)", Some(true));
+    check("py-W2 shoal-py-threads makespan", "700 ms (1.087x greedy)", Some(false));
+    assert!(get("py-W2 shoal-py-process makespan").goal.starts_with("<= 0.657 s"));
+    check("py-W3 shoal-py-process speedup over python-serial", "2.11x", Some(true));
+    check("py-W3 shoal-py-threads speedup over python-serial", "1.58x", Some(false));
+    check("py-W3 shoal-py-process vs multiprocessing", "2.00x the tasks/s", Some(true));
+    check("py-W4 shoal-py-process vs multiprocessing (fork)", "0.80x the time", Some(true));
+    check("py-W4 shoal-py-threads vs multiprocessing (fork)", "-", None);
+    check("py-W5 shoal-py-process vs multiprocessing", "5.00x the MB/s", Some(true));
+    check(
+        "py-W6 shoal-py-process imap vs multiprocessing imap_unordered",
+        "0.47x the time",
+        Some(true),
+    );
+    check(
+        "py-W6 shoal-py-threads imap vs multiprocessing imap_unordered",
+        "0.53x the time",
+        Some(false),
+    );
+    let memory = get("W6 memory of shoal-py-process");
+    assert_eq!(memory.met, Some(true), "{memory:?}");
+    assert!(memory.measured.contains("from 10^5 to 10^7, 0.02 bytes"), "{memory:?}");
+    // Probed only up to 10^6: judged over what it has.
+    let threads = get("W6 memory of shoal-py-threads");
+    assert_eq!(threads.met, Some(false), "{threads:?}");
+    assert!(threads.measured.contains("x3.00 from 10^5 to 10^6, 45.51 bytes"), "{threads:?}");
+    // The issue's order for one backend.
+    let order: Vec<&str> = targets[..8].iter().map(|t| t.name.split(' ').next().unwrap()).collect();
+    assert_eq!(order, ["py-W1", "py-W2", "py-W3", "py-W3", "py-W4", "py-W5", "py-W6", "W6"]);
+}
+
+#[test]
+fn memory_rows_with_a_shorter_span_say_so() {
+    let report = shoal_report();
+    let md = markdown(&report);
+    // The memory table is the last with these rows.
+    let row = md.lines().filter(|l| l.starts_with("| shoal-py-threads |")).last().unwrap();
+    assert_eq!(
+        row,
+        "| shoal-py-threads | 19.5 MiB | 58.6 MiB | - | 3.00x (10^5 to 10^6) | 45.51 | - | \
+         64 (10^6) | 250 ms (10^6) |"
+    );
+    let full = md.lines().filter(|l| l.starts_with("| shoal-py-process |")).last().unwrap();
+    assert!(full.ends_with("| 1.01x | 0.02 | - | 64 | 250 ms |"), "{full}");
 }
