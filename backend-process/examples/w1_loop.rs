@@ -32,5 +32,12 @@ fn main() {
         assert_eq!(out[99_999], 99_999 * 99_999);
     }
     times.sort();
-    println!("median {:?}, min {:?}", times[iters / 2], times[0]);
+    let insights = pool.insights();
+    println!(
+        "median {:?}, min {:?}, {:.1} chunks per map, workers busy {:.0}%",
+        times[iters / 2],
+        times[0],
+        insights.total_tasks() as f64 / iters as f64,
+        insights.utilisation() * 100.0
+    );
 }

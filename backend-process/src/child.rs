@@ -2,22 +2,26 @@
 //!
 //! The parent passes the connection as fd 3 and describes the worker in the
 //! environment (`SHOAL_WORKER_FD`, `SHOAL_WORKER_ID`, `SHOAL_SHM_THRESHOLD`,
-//! `SHOAL_PIN_CORE`). The worker sends its HELLO, checks the parent's, says
+//! `SHOAL_PIN_CORE`, and `SHOAL_SEGMENTS`: the fds of the argument and
+//! result segments). The worker sends its HELLO, checks the parent's, says
 //! READY, then runs one JOB at a time until STOP (it then says BYE) or until
 //! the socket closes (the parent is gone).
 
+use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use shoal_core::backend::{Job, TaskMessage, TaskSink, Work, WorkerSpec};
 use shoal_core::error::{TaskError, TaskErrorKind};
 use shoal_core::function::Registry;
-use shoal_core::wire::{self, FailureKind, Handshake, Message};
-use shoal_core::worker::WorkerRuntime;
+use shoal_core::wire::{self, FailureKind, Handshake, Message, Payload, SEGMENT_MINOR};
+use shoal_core::worker::{WorkerRuntime, panic_message};
 use shoal_core::{TaskId, WorkerId};
 
+use crate::segment::Segment;
 use crate::shm;
 
 /// The variable that marks a worker process and holds its connection's fd.
@@ -30,6 +34,28 @@ pub(crate) const ENV_SHM: &str = "SHOAL_SHM_THRESHOLD";
 pub(crate) const ENV_PIN: &str = "SHOAL_PIN_CORE";
 /// The resident memory (bytes) above which the worker retires after a task.
 pub(crate) const ENV_MAX_RSS: &str = "SHOAL_MAX_RSS";
+/// `<argument segment fd>,<result segment fd>`.
+pub(crate) const ENV_SEGMENTS: &str = "SHOAL_SEGMENTS";
+
+/// The worker's ends of its two segments (argument: read, result: write).
+fn open_segments() -> Option<(Segment, Arc<Mutex<Segment>>)> {
+    let value = std::env::var(ENV_SEGMENTS).ok()?;
+    let (a, r) = value.split_once(',')?;
+    let (a, r): (i32, i32) = (a.parse().ok()?, r.parse().ok()?);
+    // SAFETY: the parent passed these fds to us for the segments; nothing
+    // else in this process owns them.
+    let args = unsafe { Segment::open(a, false) };
+    // SAFETY: as above.
+    let results = unsafe { Segment::open(r, true) };
+    match (args, results) {
+        (Ok(a), Ok(r)) => Some((a, Arc::new(Mutex::new(r)))),
+        (a, r) => {
+            let why = a.err().or(r.err()).unwrap_or_default();
+            eprintln!("shoal worker: no segments ({why}); payloads go through files");
+            None
+        }
+    }
+}
 
 /// This process's resident set size, from `/proc/self/statm` (Linux).
 fn rss_bytes() -> Option<u64> {
@@ -83,6 +109,8 @@ struct ChildSink {
     conn: Conn,
     shm_threshold: usize,
     worker: WorkerId,
+    /// The result segment, when the connection speaks minor 1.
+    segment: Option<Arc<Mutex<Segment>>>,
 }
 
 impl TaskSink for ChildSink {
@@ -98,10 +126,44 @@ impl TaskSink for ChildSink {
 
     fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
         let tag = format!("w{}", self.worker.0);
-        let result = shm::to_payload(&bytes, self.shm_threshold, &tag)
-            .map_err(|e| TaskError::serialization(format!("shared memory: {e}")))?;
+        // The parent read our previous result before it sent this job: the
+        // segment is ours again (README "Segments").
+        let mut segment =
+            self.segment.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
+        let result =
+            shm::to_payload(Cow::Owned(bytes), self.shm_threshold, &tag, segment.as_deref_mut())
+                .map_err(|e| TaskError::serialization(format!("shared memory: {e}")))?;
+        drop(segment);
         send(&self.conn, &Message::Done { task: self.task, result })
             .map_err(|e| TaskError::serialization(format!("cannot send the result: {e}")))
+    }
+}
+
+/// Runs a named job on arguments borrowed from the argument segment, as
+/// `WorkerRuntime::run` does for owned ones (which needs them in an `Arc`,
+/// a copy).
+fn run_borrowed(
+    registry: &Registry,
+    worker: WorkerId,
+    task: u64,
+    function: &str,
+    arguments: &[u8],
+    sink: Arc<ChildSink>,
+) -> Result<(), TaskError> {
+    let Some(f) = registry.get(function) else {
+        return Err(TaskError::serialization(format!(
+            "no function named `{function}` is registered in this worker (it has: {})",
+            registry.names().join(", ")
+        )));
+    };
+    let as_sink: Arc<dyn TaskSink> = sink.clone();
+    let ran = shoal_core::task::run_as(worker, TaskId(task), as_sink, || {
+        catch_unwind(AssertUnwindSafe(|| f.call_chunk(arguments)))
+    });
+    match ran {
+        Ok(Ok(bytes)) => sink.result_bytes(bytes),
+        Ok(Err(e)) => Err(TaskError::serialization(e)),
+        Err(p) => Err(TaskError::panic(panic_message(&*p))),
     }
 }
 
@@ -132,7 +194,9 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     let first =
         wire::read_message(&mut reader, wire::HANDSHAKE_MAX_FRAME).map_err(|e| e.to_string())?;
     let our_max = hs.ours().max_frame;
-    hs.receive(first).map_err(|e| e.to_string())?;
+    let peer = hs.receive(first).map_err(|e| e.to_string())?;
+    let segments = open_segments().filter(|_| peer.minor >= SEGMENT_MINOR);
+    let (args_segment, results_segment) = segments.unzip();
     let worker = WorkerId(id);
     let mut rt = WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None })
         .with_registry(registry.clone());
@@ -150,12 +214,27 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
         };
         match message {
             Message::Job { task, attempt, function, argument } => {
-                let sink = Arc::new(ChildSink { task, conn: conn.clone(), shm_threshold, worker });
-                let outcome = match shm::from_payload(argument, u64::from(u32::MAX)) {
-                    Ok(argument) => rt.run(Job {
+                if matches!(argument, Payload::Segment { .. }) && args_segment.is_none() {
+                    return Err("a segment payload, but no segment was agreed".into());
+                }
+                let sink = Arc::new(ChildSink {
+                    task,
+                    conn: conn.clone(),
+                    shm_threshold,
+                    worker,
+                    segment: results_segment.clone(),
+                });
+                let argument =
+                    shm::from_payload(argument, u64::from(u32::MAX), args_segment.as_ref());
+                let outcome = match argument {
+                    // A segment's bytes are read where they are.
+                    Ok(Cow::Borrowed(bytes)) => {
+                        run_borrowed(registry, worker, task, &function, bytes, sink)
+                    }
+                    Ok(Cow::Owned(bytes)) => rt.run(Job {
                         task: TaskId(task),
                         attempt,
-                        work: Work::Named { function, argument: Arc::new(argument) },
+                        work: Work::Named { function, argument: Arc::new(bytes) },
                         sink,
                     }),
                     Err(e) => Err(TaskError::serialization(e)),

@@ -13,6 +13,7 @@
 //! | `pin_cores` | `true`/`false` | [`Process::pin_cores`] |
 //! | `grace_ms` | milliseconds | [`Process::grace_period`] |
 //! | `shm_threshold` | bytes | [`Process::shm_threshold`] |
+//! | `segment_size` | bytes | [`Process::segment_size`] |
 
 use std::time::Duration;
 
@@ -50,10 +51,11 @@ fn from_options(options: &str) -> Result<Box<dyn Backend>, String> {
             })?),
             "grace_ms" => p.grace_period(Duration::from_millis(number(key, value)?)),
             "shm_threshold" => p.shm_threshold(number(key, value)?),
+            "segment_size" => p.segment_size(number(key, value)?),
             _ => {
                 return Err(format!(
                     "process plugin: unknown option `{key}` (known: program, arg, output, \
-                     pin_cores, grace_ms, shm_threshold)"
+                     pin_cores, grace_ms, shm_threshold, segment_size)"
                 ));
             }
         };
@@ -71,6 +73,7 @@ mod tests {
     fn options_are_checked_by_name() {
         assert!(from_options("").is_ok());
         assert!(from_options("program=/bin/true, grace_ms=10, output=capture").is_ok());
+        assert!(from_options("segment_size=0").is_ok());
         let e = from_options("grace_ms=soon").err().unwrap();
         assert!(e.contains("`grace_ms`"), "{e}");
         let e = from_options("colour=blue").err().unwrap();

@@ -45,8 +45,11 @@
 //! a reader thread per worker: the writer sends jobs, so a slow or stuck
 //! child never blocks the pool's dispatcher; the reader turns frames into
 //! results, messages and reports. Payloads above
-//! [`Process::shm_threshold`] travel through shared-memory files instead of
-//! the socket. When the socket closes, the reader reaps the child and
+//! [`Process::shm_threshold`] travel through shared memory instead of the
+//! socket: through the connection's two *segments* (one memfd per
+//! direction, mapped by both processes and reused for every payload, of
+//! [`Process::segment_size`] bytes; wire protocol 1.1) when they fit, else
+//! through one file per payload. When the socket closes, the reader reaps the child and
 //! reports how it ended: exit code or signal, pid, worker id. A malformed
 //! frame drops the worker (`ExitCause::Protocol`). `kill` (task timeout,
 //! cancel, terminate) sends SIGTERM, then SIGKILL after the grace period.
@@ -57,6 +60,7 @@ mod child;
 #[cfg(feature = "plugin-export")]
 mod export;
 pub mod library;
+mod segment;
 mod shm;
 mod supervisor;
 #[cfg(feature = "testkit")]
@@ -88,6 +92,9 @@ pub enum Output {
 /// working directory, arguments ...).
 pub type Configure = Arc<dyn Fn(shoal_core::WorkerId, &mut std::process::Command) + Send + Sync>;
 
+/// The default of [`Process::segment_size`]: 1 GiB.
+pub const DEFAULT_SEGMENT_SIZE: usize = 1 << 30;
+
 /// The process backend and its options.
 #[derive(Clone)]
 pub struct Process {
@@ -100,6 +107,7 @@ pub struct Process {
     pub(crate) pin: bool,
     pub(crate) grace: Duration,
     pub(crate) shm_threshold: usize,
+    pub(crate) segment_size: usize,
     pub(crate) max_frame: u32,
     pub(crate) max_memory: Option<u64>,
 }
@@ -112,6 +120,7 @@ impl std::fmt::Debug for Process {
             .field("pin", &self.pin)
             .field("grace", &self.grace)
             .field("shm_threshold", &self.shm_threshold)
+            .field("segment_size", &self.segment_size)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +137,7 @@ impl Default for Process {
             pin: false,
             grace: Duration::from_millis(500),
             shm_threshold: 256 * 1024,
+            segment_size: DEFAULT_SEGMENT_SIZE,
             max_frame: shoal_core::wire::DEFAULT_MAX_FRAME,
             max_memory: None,
         }
@@ -196,6 +206,19 @@ impl Process {
     /// Payloads of at least this many bytes travel through shared memory.
     pub fn shm_threshold(mut self, bytes: usize) -> Self {
         self.shm_threshold = bytes;
+        self
+    }
+
+    /// The size of each of a worker's two shared-memory segments (one for
+    /// arguments, one for results; default 1 GiB of address space, backed
+    /// only by the pages payloads use, and at most 8 MiB of them kept after
+    /// a larger payload). Payloads of at least [`shm_threshold`] bytes that
+    /// fit go through a segment, larger ones through a file each. 0 turns
+    /// segments off. Linux only (memfds); elsewhere files are used.
+    ///
+    /// [`shm_threshold`]: Self::shm_threshold
+    pub fn segment_size(mut self, bytes: usize) -> Self {
+        self.segment_size = bytes;
         self
     }
 

@@ -6,26 +6,30 @@
 //! the reader after it reaped the child; a worker that failed to start
 //! reports `StartFailed` instead.
 
+use std::borrow::Cow;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use shoal_core::backend::{Job, ReportSink, TaskMessage, TaskSink, Work, Worker, WorkerReport};
 use shoal_core::error::{ExitCause, TaskError, TaskErrorKind};
-use shoal_core::wire::{self, FailureKind, Handshake, Message, WireError};
+use shoal_core::wire::{self, FailureKind, Handshake, Message, Payload, SEGMENT_MINOR, WireError};
 use shoal_core::{TaskId, WorkerId};
 
-use crate::child::{ENV_FD, ENV_ID, ENV_MAX_RSS, ENV_PIN, ENV_SHM};
+use crate::child::{ENV_FD, ENV_ID, ENV_MAX_RSS, ENV_PIN, ENV_SEGMENTS, ENV_SHM};
+use crate::segment::Segment;
 use crate::{Output, Process, shm};
 
 /// The fd number of the connection in the child.
 const CHILD_FD: i32 = 3;
+/// The fd numbers of the argument and result segments in the child.
+const CHILD_SEGMENT_FDS: [i32; 2] = [4, 5];
 
 enum Outgoing {
     Job(Job),
@@ -44,6 +48,9 @@ struct Shared {
     /// The child was reaped; its pid may be reused, so no more signals.
     reaped: Mutex<bool>,
     grace: Duration,
+    /// The protocol minor the connection speaks (set by the reader after
+    /// the handshake, before READY, so before any job).
+    minor: AtomicU16,
 }
 
 impl Shared {
@@ -109,6 +116,11 @@ pub(crate) fn start(
     reports: Arc<dyn ReportSink>,
 ) -> Result<ProcessWorker, String> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // Without segments (not Linux, or no memfd) payloads use files.
+    let segments = match cfg.segment_size {
+        0 => None,
+        size => Segment::create(size).and_then(|a| Ok((a, Segment::create(size)?))).ok(),
+    };
     let program = match &cfg.program {
         Some(p) => p.clone(),
         None => {
@@ -124,6 +136,9 @@ pub(crate) fn start(
         .stdin(Stdio::null());
     if cfg.pin {
         cmd.env(ENV_PIN, id.0.to_string());
+    }
+    if segments.is_some() {
+        cmd.env(ENV_SEGMENTS, format!("{},{}", CHILD_SEGMENT_FDS[0], CHILD_SEGMENT_FDS[1]));
     }
     if let Some(bytes) = cfg.max_memory {
         cmd.env(ENV_MAX_RSS, bytes.to_string());
@@ -143,19 +158,30 @@ pub(crate) fn start(
     if let Some(configure) = &cfg.configure {
         configure(id, &mut cmd);
     }
-    let child_fd = theirs.as_raw_fd();
+    let mut fds = [(theirs.as_raw_fd(), CHILD_FD), (-1, -1), (-1, -1)];
+    if let Some((args, results)) = &segments {
+        fds[1] = (args.fd(), CHILD_SEGMENT_FDS[0]);
+        fds[2] = (results.fd(), CHILD_SEGMENT_FDS[1]);
+    }
     let parent_pid = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (dup2, fcntl, prctl, getppid, _exit).
     unsafe {
         cmd.pre_exec(move || {
-            if child_fd == CHILD_FD {
-                // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
-                if libc::fcntl(CHILD_FD, libc::F_SETFD, 0) == -1 {
+            // Each fd first moves above the targets (a source may be
+            // another's target), then lands on its number without
+            // FD_CLOEXEC; the temporary copies close at exec.
+            let mut moved = [-1; 3];
+            for (i, &(from, _)) in fds.iter().enumerate().filter(|(_, f)| f.0 >= 0) {
+                moved[i] = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 10);
+                if moved[i] == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(child_fd, CHILD_FD) == -1 {
-                return Err(std::io::Error::last_os_error());
+            }
+            for (i, &(_, to)) in fds.iter().enumerate().filter(|(_, f)| f.0 >= 0) {
+                if libc::dup2(moved[i], to) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             #[cfg(target_os = "linux")]
             {
@@ -182,6 +208,7 @@ pub(crate) fn start(
         killed: AtomicBool::new(false),
         reaped: Mutex::new(false),
         grace: cfg.grace,
+        minor: AtomicU16::new(0),
     });
     if let Some(out) = child.stdout.take() {
         capture(out, "stdout", shared.clone());
@@ -193,15 +220,17 @@ pub(crate) fn start(
     let (tx, rx) = crossbeam_channel::unbounded();
     let threshold = cfg.shm_threshold;
     let max_frame = cfg.max_frame;
+    let (args_segment, results_segment) = segments.unzip();
     let w_shared = shared.clone();
+    let out = Out { stream: write_half, threshold, max_frame, segment: args_segment };
     std::thread::Builder::new()
         .name(format!("shoal-writer-{}", id.0))
-        .spawn(move || writer(write_half, rx, w_shared, threshold, max_frame))
+        .spawn(move || writer(out, rx, w_shared))
         .map_err(|e| format!("cannot start a writer thread: {e}"))?;
     let r_shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("shoal-reader-{}", id.0))
-        .spawn(move || reader(ours, child, r_shared, max_frame))
+        .spawn(move || reader(ours, child, r_shared, max_frame, results_segment))
         .map_err(|e| format!("cannot start a reader thread: {e}"))?;
     Ok(ProcessWorker { tx, shared })
 }
@@ -220,13 +249,17 @@ fn capture(stream: impl std::io::Read + Send + 'static, name: &'static str, shar
     });
 }
 
-fn writer(
+/// What the writer thread writes to.
+struct Out {
     stream: UnixStream,
-    rx: Receiver<Outgoing>,
-    shared: Arc<Shared>,
     threshold: usize,
     max_frame: u32,
-) {
+    /// The argument segment (parent to worker), if the worker has one.
+    segment: Option<Segment>,
+}
+
+fn writer(out: Out, rx: Receiver<Outgoing>, shared: Arc<Shared>) {
+    let Out { stream, threshold, max_frame, mut segment } = out;
     let mut out = BufWriter::new(stream);
     let hello = Handshake::parent(shared.id.0)
         .pid(std::process::id())
@@ -248,7 +281,11 @@ fn writer(
                     continue;
                 };
                 let tag = format!("p{}", shared.id.0);
-                let argument = match shm::to_payload(&argument, threshold, &tag) {
+                let segment = segment
+                    .as_mut()
+                    .filter(|_| shared.minor.load(Ordering::Acquire) >= SEGMENT_MINOR);
+                let bytes = Cow::Borrowed(argument.as_slice());
+                let argument = match shm::to_payload(bytes, threshold, &tag, segment) {
                     Ok(p) => p,
                     Err(e) => {
                         let err = TaskError::serialization(format!("shared memory: {e}"));
@@ -282,9 +319,15 @@ enum Ended {
     StartFailed,
 }
 
-fn reader(stream: UnixStream, mut child: Child, shared: Arc<Shared>, max_frame: u32) {
+fn reader(
+    stream: UnixStream,
+    mut child: Child,
+    shared: Arc<Shared>,
+    max_frame: u32,
+    segment: Option<Segment>,
+) {
     let mut input = BufReader::new(stream);
-    let ended = read_frames(&mut input, &shared, max_frame);
+    let ended = read_frames(&mut input, &shared, max_frame, segment.as_ref());
     let started = !matches!(ended, Ended::StartFailed);
     let (cause_hint, bye) = match ended {
         Ended::Closed { bye } => (None, bye),
@@ -351,7 +394,12 @@ fn disconnected(e: &WireError) -> bool {
         )
 }
 
-fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u32) -> Ended {
+fn read_frames(
+    input: &mut BufReader<UnixStream>,
+    shared: &Shared,
+    max_frame: u32,
+    segment: Option<&Segment>,
+) -> Ended {
     let first = match wire::read_message(input, wire::HANDSHAKE_MAX_FRAME) {
         Ok(m) => m,
         Err(e) if disconnected(&e) => {
@@ -361,12 +409,17 @@ fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u3
         }
         Err(e) => return Ended::Protocol(format!("handshake: {e}")),
     };
-    if let Err(e) = Handshake::parent(shared.id.0).receive(first) {
-        let why = format!("handshake failed: {e}");
-        shared.reports.report(WorkerReport::StartFailed(shared.id, why));
-        shared.signal(libc::SIGKILL);
-        return Ended::StartFailed;
+    match Handshake::parent(shared.id.0).receive(first) {
+        Ok(peer) => shared.minor.store(peer.minor, Ordering::Release),
+        Err(e) => {
+            let why = format!("handshake failed: {e}");
+            shared.reports.report(WorkerReport::StartFailed(shared.id, why));
+            shared.signal(libc::SIGKILL);
+            return Ended::StartFailed;
+        }
     }
+    // Segment payloads from the worker only with a segment and minor 1.
+    let segment = segment.filter(|_| shared.minor.load(Ordering::Acquire) >= SEGMENT_MINOR);
     let mut ready = false;
     let mut bye = false;
     loop {
@@ -409,12 +462,16 @@ fn read_frames(input: &mut BufReader<UnixStream>, shared: &Shared, max_frame: u3
                 }
             }
             Message::Done { task, result } => {
+                if matches!(result, Payload::Segment { .. }) && segment.is_none() {
+                    return Ended::Protocol("a segment payload, but no segment was agreed".into());
+                }
                 let Some(sink) = shared.take_current(task) else {
                     shm::discard(&result);
                     return Ended::Protocol(format!("DONE for task {task}, which is not running"));
                 };
-                let report = match shm::from_payload(result, u64::from(max_frame).max(1 << 32)) {
-                    Ok(bytes) => match sink.result_bytes(bytes) {
+                let limit = u64::from(max_frame).max(1 << 32);
+                let report = match shm::from_payload(result, limit, segment) {
+                    Ok(bytes) => match sink.result_bytes(bytes.into_owned()) {
                         Ok(()) => WorkerReport::Done(shared.id, TaskId(task)),
                         Err(e) => WorkerReport::Failed(shared.id, TaskId(task), e),
                     },

@@ -22,11 +22,23 @@ fn large_payloads_round_trip_through_shared_memory() {
     // 1 MiB arguments with a 64 KiB threshold take the shared-memory path
     // both ways (the testkit's SQUARE is too small, so use map_fn on many
     // items at once: a chunk of 200k u64 is 1.6 MB of postcard).
-    let backend = Process::new().program(WORKER).shm_threshold(64 * 1024);
-    let pool = Pool::builder().workers(2).build(backend).unwrap();
-    let out = pool.batch().chunksize(200_000).map_fn(&SQUARE, 0..400_000u64).unwrap();
-    assert_eq!(out.len(), 400_000);
-    assert_eq!(out[399_999], 399_999u64 * 399_999);
+    // Three ways: through the segments (the default), through one file per
+    // payload (segments off), and a segment too small for these payloads
+    // (files again).
+    for segment in [None, Some(0), Some(256 * 1024)] {
+        let mut backend = Process::new().program(WORKER).shm_threshold(64 * 1024);
+        if let Some(bytes) = segment {
+            backend = backend.segment_size(bytes);
+        }
+        let pool = Pool::builder().workers(2).build(backend).unwrap();
+        for _ in 0..2 {
+            // Twice: the second round reuses the segments.
+            let out = pool.batch().chunksize(200_000).map_fn(&SQUARE, 0..400_000u64).unwrap();
+            assert_eq!(out.len(), 400_000, "segment {segment:?}");
+            assert_eq!(out[399_999], 399_999u64 * 399_999, "segment {segment:?}");
+            assert_eq!(out[123_456], 123_456u64 * 123_456, "segment {segment:?}");
+        }
+    }
     let leftovers = std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.flatten()

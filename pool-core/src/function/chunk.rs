@@ -27,6 +27,9 @@ use crate::worker::panic_message;
 /// (it grows as usual beyond).
 const MAX_RESERVE: usize = 16 << 20;
 
+/// The most bytes an encoder reserves from its first item's size.
+const MAX_FIRST_RESERVE: usize = 1 << 30;
+
 /// The most items a decoder reserves room for from a count it read, in
 /// bytes of the output vector: a hostile count costs at most this much
 /// before the values that back it arrive.
@@ -67,10 +70,29 @@ fn estimate<T>(n: usize) -> usize {
     n.saturating_mul(size_of::<T>().max(1)).saturating_add(16).min(MAX_RESERVE)
 }
 
-/// Encodes a chunk of arguments.
+/// Encodes a chunk of arguments: the same bytes as postcard's `&[A]` (a
+/// varint count, then the items), into a buffer sized from the type, then
+/// from the first item's encoding (a chunk of 1 MiB byte buffers is sized
+/// once instead of doubling, and copied, about log2(n) times).
 pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
-    let out = VecOut(Vec::with_capacity(estimate::<A>(items.len())));
-    postcard::serialize_with_flavor(items, out).map_err(|e| e.to_string())
+    let mut ser =
+        postcard::Serializer { output: VecOut(Vec::with_capacity(estimate::<A>(items.len()))) };
+    items.len().serialize(&mut ser).map_err(|e| e.to_string())?;
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(ser.output.0);
+    };
+    let before = ser.output.0.len();
+    first.serialize(&mut ser).map_err(|e| e.to_string())?;
+    let first_len = ser.output.0.len() - before;
+    let wanted = first_len.saturating_mul(rest.len());
+    let spare = ser.output.0.capacity() - ser.output.0.len();
+    if wanted > spare {
+        ser.output.0.reserve(wanted.min(MAX_FIRST_RESERVE));
+    }
+    for item in rest {
+        item.serialize(&mut ser).map_err(|e| e.to_string())?;
+    }
+    Ok(ser.output.0)
 }
 
 /// Why running a chunk failed as a whole.
@@ -296,6 +318,15 @@ mod tests {
         want.extend_from_slice(b"odd 3");
         assert_eq!(out, want);
         assert_eq!(encode_arguments(&[4u32, 3, 300]).unwrap(), [3, 4, 3, 0xac, 0x02]);
+    }
+
+    #[test]
+    fn arguments_are_postcards_slice_encoding() {
+        let texts = ["a".to_string(), "bb".repeat(100), String::new()];
+        assert_eq!(encode_arguments(&texts).unwrap(), postcard::to_stdvec(&texts[..]).unwrap());
+        let big: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; i]).collect();
+        assert_eq!(encode_arguments(&big).unwrap(), postcard::to_stdvec(&big).unwrap());
+        assert_eq!(encode_arguments::<u8>(&[]).unwrap(), [0]);
     }
 
     #[test]

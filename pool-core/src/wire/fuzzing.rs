@@ -249,7 +249,7 @@ fn hello(role: Role, worker_id: u64) -> Hello {
     }
 }
 
-/// One valid message of every kind (both HELLO roles, both payload tags,
+/// One valid message of every kind (both HELLO roles, every payload tag,
 /// both failure kinds), with a name for each.
 pub fn valid_messages() -> Vec<(&'static str, Message)> {
     let shm = |n: &str| Payload::Shm { name: format!("shoal-4242-7-{n}"), len: 1 << 20 };
@@ -271,12 +271,25 @@ pub fn valid_messages() -> Vec<(&'static str, Message)> {
             "job-shm",
             Message::Job { task: 2, attempt: 3, function: "mod.fn".into(), argument: shm("1") },
         ),
+        (
+            "job-segment",
+            Message::Job {
+                task: 3,
+                attempt: 1,
+                function: "mod.fn".into(),
+                argument: Payload::Segment { offset: 4096, len: 1 << 20 },
+            },
+        ),
         ("stop", Message::Stop),
         ("progress", Message::Progress { task: 1, fraction: 0.25 }),
         ("log", Message::Log { task: 1, text: "étape 1/4 ✓".into() }),
         ("data", Message::Data { task: 1, data: vec![0, 1, 2, 255] }),
         ("done-inline", Message::Done { task: 1, result: Payload::Inline(vec![49]) }),
         ("done-shm", Message::Done { task: 2, result: shm("2") }),
+        (
+            "done-segment",
+            Message::Done { task: 3, result: Payload::Segment { offset: 0, len: 300 } },
+        ),
         (
             "failed-panic",
             Message::Failed {
@@ -395,7 +408,7 @@ pub fn frame_decoder_seeds() -> Vec<(String, Vec<u8>)> {
     add("hello-unknown-role", WHOLE, &frame(&role));
 
     let mut tag = body_of(&Message::Done { task: 1, result: Payload::Inline(vec![1]) });
-    tag[9] = 2;
+    tag[9] = 3;
     add("unknown-payload-tag", WHOLE, &frame(&tag));
     for (name, shm) in [("traversal", "shoal-../../etc/passwd"), ("prefix", "psm_4242")] {
         let mut body = body_of(&Message::Done { task: 1, result: Payload::Inline(vec![]) });
@@ -406,7 +419,8 @@ pub fn frame_decoder_seeds() -> Vec<(String, Vec<u8>)> {
         body.extend_from_slice(&10u64.to_le_bytes());
         add(&format!("bad-shm-name-{name}"), WHOLE, &frame(&body));
     }
-    let mut failure = body_of(&valid[12].1);
+    let failed = valid.iter().find(|(name, _)| *name == "failed-panic").expect("a FAILED");
+    let mut failure = body_of(&failed.1);
     failure[9] = 3;
     add("unknown-failure-kind", WHOLE, &frame(&failure));
     add(

@@ -187,8 +187,8 @@ mod tests {
                 role: Role::Worker,
                 worker_id: 3,
                 pid: 11,
-                version: (1, 0),
-                minor: 0,
+                version: (1, VERSION_MINOR),
+                minor: VERSION_MINOR,
                 max_frame: DEFAULT_MAX_FRAME,
                 runtime: "python shoal 0.1.0 cpython 3.11".into(),
             }
@@ -202,7 +202,15 @@ mod tests {
         let mut theirs = hello(Role::Worker, 1);
         theirs.minor = 7;
         let peer = Handshake::parent(1).receive(Message::Hello(theirs)).unwrap();
-        assert_eq!((peer.version, peer.minor), ((1, 7), 0));
+        assert_eq!((peer.version, peer.minor), ((1, 7), VERSION_MINOR));
+    }
+
+    #[test]
+    fn a_lower_minor_is_the_one_spoken() {
+        let mut theirs = hello(Role::Worker, 1);
+        theirs.minor = 0;
+        let peer = Handshake::parent(1).receive(Message::Hello(theirs)).unwrap();
+        assert_eq!((peer.version, peer.minor), ((1, 0), 0));
     }
 
     #[test]
@@ -210,8 +218,8 @@ mod tests {
         let mut theirs = hello(Role::Worker, 1);
         (theirs.major, theirs.minor) = (2, 3);
         let e = Handshake::parent(1).receive(Message::Hello(theirs)).unwrap_err();
-        assert_eq!(e, WireError::VersionMismatch { ours: (1, 0), theirs: (2, 3) });
-        assert_eq!(e.to_string(), "protocol version mismatch: we speak 1.0, the peer speaks 2.3");
+        assert_eq!(e, WireError::VersionMismatch { ours: (1, 1), theirs: (2, 3) });
+        assert_eq!(e.to_string(), "protocol version mismatch: we speak 1.1, the peer speaks 2.3");
     }
 
     #[test]

@@ -144,8 +144,9 @@ pub enum FailureKind {
     Serialization = 2,
 }
 
-/// A task argument or result: inline bytes, or a shared-memory segment the
-/// receiver reads and then unlinks (README.md, "Payloads").
+/// A task argument or result: inline bytes, a shared-memory file the
+/// receiver reads and then unlinks, or a range of the connection's
+/// shared-memory segment (README.md, "Payloads").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     /// Tag `0`: the bytes themselves.
@@ -157,6 +158,15 @@ pub enum Payload {
         /// at most [`MAX_SHM_NAME`] bytes. Never a path.
         name: String,
         /// How many bytes of the segment hold the payload.
+        len: u64,
+    },
+    /// Tag `2` (minor 1): the bytes are at `offset .. offset + len` of the
+    /// sender's segment of this connection, which stays (README.md,
+    /// "Segments").
+    Segment {
+        /// Where the payload starts in the segment.
+        offset: u64,
+        /// How many bytes it has.
         len: u64,
     },
 }
@@ -281,6 +291,7 @@ impl Payload {
         match self {
             Payload::Inline(bytes) => 1 + sized(bytes.len()),
             Payload::Shm { name, .. } => 1 + sized(name.len()) + 8,
+            Payload::Segment { .. } => 1 + 8 + 8,
         }
     }
 
@@ -295,6 +306,11 @@ impl Payload {
                 out.put_str(name);
                 out.put_u64(*len);
             }
+            Payload::Segment { offset, len } => {
+                out.put_u8(2);
+                out.put_u64(*offset);
+                out.put_u64(*len);
+            }
         }
     }
 
@@ -307,6 +323,7 @@ impl Payload {
                 let len = f.u64(field)?;
                 Ok(Payload::Shm { name, len })
             }
+            2 => Ok(Payload::Segment { offset: f.u64(field)?, len: f.u64(field)? }),
             other => Err(WireError::UnknownPayloadTag(other)),
         }
     }

@@ -62,8 +62,12 @@ pub const MAGIC: &[u8; 6] = b"SHOAL\0";
 /// The protocol's major version: peers of different majors cannot talk.
 pub const VERSION_MAJOR: u16 = 1;
 
-/// The protocol's minor version implemented here.
-pub const VERSION_MINOR: u16 = 0;
+/// The protocol's minor version implemented here (1: payload tag 2,
+/// segments).
+pub const VERSION_MINOR: u16 = 1;
+
+/// The first minor version with segment payloads ([`Payload::Segment`]).
+pub const SEGMENT_MINOR: u16 = 1;
 
 /// The length of a frame header (`u32` LE body length).
 pub const HEADER_LEN: usize = 4;

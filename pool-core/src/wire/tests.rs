@@ -107,7 +107,10 @@ fn every_decoding_error_is_reported() {
         ),
         (with(11, &[5]), WireError::UnknownRole(5)),
         (with(1, b"SHOAL1"), WireError::BadMagic { found: *b"SHOAL1" }),
-        (with(7, &[3, 0, 4, 0]), WireError::VersionMismatch { ours: (1, 0), theirs: (3, 4) }),
+        (
+            with(7, &[3, 0, 4, 0]),
+            WireError::VersionMismatch { ours: (1, VERSION_MINOR), theirs: (3, 4) },
+        ),
     ];
     for (bytes, expected) in cases {
         assert_eq!(decode_frame(&bytes), Err(expected.clone()), "{bytes:02x?}");
@@ -205,6 +208,7 @@ fn readme_vectors() -> Vec<(&'static str, Message)> {
             "DONE",
             Message::Done { task: 1, result: Payload::Shm { name: "shoal-1".into(), len: 16 } },
         ),
+        ("DONE-SEG", Message::Done { task: 1, result: Payload::Segment { offset: 4096, len: 10 } }),
         (
             "FAILED",
             Message::Failed {
