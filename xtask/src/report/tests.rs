@@ -689,6 +689,22 @@ fn the_peers_script_prints_what_parse_peers_reads() {
         .collect();
     assert!(w4.contains(&"multiprocessing"), "{w4:?}");
     assert!(peers.measurements.iter().all(|m| m.median_ns > 0.0 && m.detail.is_some()));
+    // The standard library's peer runs with any python3; the others run or
+    // are noted.
+    let py_w4: Vec<&str> = peers
+        .measurements
+        .iter()
+        .filter(|m| m.group == "py-W4")
+        .map(|m| m.implementation.as_str())
+        .collect();
+    assert!(py_w4.contains(&"concurrent-futures"), "{py_w4:?}");
+    for name in ["loky", "mpire", "shoal-py-process"] {
+        assert!(
+            py_w4.contains(&name) || peers.notes.iter().any(|n| n.starts_with(name)),
+            "{name}: {py_w4:?} {:?}",
+            peers.notes
+        );
+    }
 }
 
 #[test]
@@ -848,12 +864,12 @@ fn memory_rows_with_a_shorter_span_say_so() {
     let report = shoal_report();
     let md = markdown(&report);
     // The memory table is the last with these rows.
-    let row = md.lines().filter(|l| l.starts_with("| shoal-py-threads |")).last().unwrap();
+    let row = md.lines().rfind(|l| l.starts_with("| shoal-py-threads |")).unwrap();
     assert_eq!(
         row,
         "| shoal-py-threads | 19.5 MiB | 58.6 MiB | - | 3.00x (10^5 to 10^6) | 45.51 | - | \
          64 (10^6) | 250 ms (10^6) |"
     );
-    let full = md.lines().filter(|l| l.starts_with("| shoal-py-process |")).last().unwrap();
+    let full = md.lines().rfind(|l| l.starts_with("| shoal-py-process |")).unwrap();
     assert!(full.ends_with("| 1.01x | 0.02 | - | 64 | 250 ms |"), "{full}");
 }
