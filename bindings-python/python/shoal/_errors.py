@@ -8,8 +8,10 @@ the task's own: its worker died, it ran too long, it could not be pickled.
 
 from __future__ import annotations
 
-import concurrent.futures
 import pickle
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ShoalError(Exception):
@@ -26,10 +28,6 @@ class TaskTimeoutError(ShoalError, TimeoutError):
 
 class SerializationError(ShoalError, pickle.PicklingError):
     """A function, argument or result could not be pickled or unpickled."""
-
-
-class CancelledError(ShoalError, concurrent.futures.CancelledError):
-    """The task was cancelled (``terminate``, ``cancel``) before it ended."""
 
 
 class BrokenPoolError(ShoalError):
@@ -54,3 +52,23 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+def _cancelled_error() -> type:
+    import concurrent.futures
+
+    class CancelledError(ShoalError, concurrent.futures.CancelledError):
+        """The task was cancelled (``terminate``, ``cancel``) before it ended."""
+
+    CancelledError.__module__ = __name__
+    return CancelledError
+
+
+def __getattr__(name: str) -> Any:
+    # CancelledError derives from concurrent.futures', whose import (with
+    # logging) costs worker processes tens of milliseconds: made on first use.
+    if name == "CancelledError":
+        cls = _cancelled_error()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

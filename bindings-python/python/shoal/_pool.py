@@ -11,8 +11,7 @@ a thread of its own.
 
 from __future__ import annotations
 
-import base64
-import json
+import binascii
 import multiprocessing
 import os
 import sys
@@ -20,7 +19,8 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import _codec, _shoal
-from ._codec import APPLY, CALL, EACH, STAR, Failure
+from ._codec import CALL, STAR, Failure
+from ._worker import to_env
 
 #: Workers' glibc keeps freed memory instead of returning it to the kernel
 #: after every task (numpy temporaries; see DESIGN.md).
@@ -181,10 +181,10 @@ class Pool:
         kwargs: Dict[str, Any] = {"lifespan": maxtasksperchild, "task_timeout": self._task_timeout}
         if self._process:
             env = dict(_WORKER_MALLOC)
-            env["SHOAL_PY_PATH"] = json.dumps([p for p in sys.path if isinstance(p, str)])
+            env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
             if initializer is not None:
                 init = _codec.dump_function((initializer, tuple(initargs)))
-                env["SHOAL_PY_INIT"] = base64.b64encode(init).decode("ascii")
+                env["SHOAL_PY_INIT"] = binascii.b2a_base64(init, newline=False).decode("ascii")
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
             kwargs["env"] = sorted(env.items())
         elif initializer is not None:

@@ -10,20 +10,28 @@ the worker exit before it is ready: the pool counts a failed start.
 
 from __future__ import annotations
 
-import base64
-import json
+import binascii
 import os
 import pickle
 import sys
 
 
+def from_env(name: str) -> object:
+    """An object the parent put into the environment (see :func:`to_env`)."""
+    return pickle.loads(binascii.a2b_base64(os.environ[name]))
+
+
+def to_env(obj: object) -> str:
+    """``obj`` pickled as an environment variable's value. (binascii and
+    pickle, not json or base64: those import `re`, milliseconds per worker.)"""
+    return binascii.b2a_base64(pickle.dumps(obj), newline=False).decode("ascii")
+
+
 def main() -> None:
-    path = os.environ.get("SHOAL_PY_PATH")
-    if path:
-        sys.path[:] = json.loads(path)
-    init = os.environ.get("SHOAL_PY_INIT")
-    if init:
-        initializer, initargs = pickle.loads(base64.b64decode(init))
+    if "SHOAL_PY_PATH" in os.environ:
+        sys.path[:] = from_env("SHOAL_PY_PATH")  # type: ignore[assignment]
+    if "SHOAL_PY_INIT" in os.environ:
+        initializer, initargs = from_env("SHOAL_PY_INIT")  # type: ignore[misc]
         initializer(*initargs)
     from . import _shoal
 
