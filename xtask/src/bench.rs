@@ -12,7 +12,8 @@
 //! 3. the Python peers: a virtualenv in `target/bench-venv` (made with
 //!    `python3 -m venv`; numpy, loky and mpire installed into it with
 //!    `pip install -r benches/py/requirements.txt`, again whenever that file
-//!    changes), then `benches/py/peers.py [--quick]`: the `py-*` groups
+//!    changes), and shoal's wheel (built by [`crate::python::build_wheel`]),
+//!    then `benches/py/peers.py [--quick]`: the `py-*` groups
 //!    (multiprocessing.Pool, concurrent.futures, loky, mpire, and shoal's
 //!    Python package when `import shoal` works in the venv), whose
 //!    multiprocessing rows also join the `P-*` groups;
@@ -314,6 +315,14 @@ fn python_peers(root: &Path, quick: bool, report: &mut Report) {
             return;
         }
     };
+    // shoal's own rows: the current wheel, built and installed into the venv.
+    match crate::python::build_wheel(root).and_then(|w| crate::python::install_wheel(&python, &w)) {
+        Ok(()) => {}
+        Err(why) => {
+            eprintln!("note: shoal's Python rows are left out: {why}");
+            report.notes.push(format!("shoal (Python) left out: {why}"));
+        }
+    }
     let mut cmd = Cmd::new(&python.to_string_lossy()).args([PEERS_SCRIPT]).dir(root);
     if quick {
         cmd = cmd.args(["--quick"]);

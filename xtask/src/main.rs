@@ -27,7 +27,9 @@ COMMANDS:
                      and the Python tools (into target/py-*-venv).
     bench [--quick]  Run the benchmark suite (the in-process and process
                      workloads with criterion, the W6 memory probe, the chaos
-                     run, Python's multiprocessing.Pool in target/bench-venv),
+                     run, and from Python: shoal's wheel beside
+                     multiprocessing.Pool, concurrent.futures, loky and mpire
+                     in target/bench-venv),
                      print one comparison table with the targets and write
                      target/shoal-bench/{report.md, report.svg, results.json}.
                      --quick: short warm-up and measurement.
