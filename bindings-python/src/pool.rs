@@ -18,7 +18,25 @@ use crate::errors::batch_error;
 /// One pool of the Rust core, on the threads or the process backend.
 #[pyclass(module = "shoal._shoal", frozen)]
 pub(crate) struct Core {
-    pool: Pool,
+    /// Taken out only by `Drop`.
+    pool: Option<Pool>,
+}
+
+impl Core {
+    fn pool(&self) -> &Pool {
+        self.pool.as_ref().expect("the pool lives as long as its Core")
+    }
+}
+
+impl Drop for Core {
+    /// Dropping a pool closes it and waits for its workers, which may need
+    /// the interpreter lock (a task still running, `worker_exit`): wait
+    /// without holding it.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            Python::attach(|py| py.detach(move || drop(pool)));
+        }
+    }
 }
 
 fn seconds(name: &'static str, s: Option<f64>) -> PyResult<Option<Duration>> {
@@ -36,7 +54,7 @@ impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
     /// worker program and its arguments (a Python running `shoal._worker`).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, initializer=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         backend: &str,
@@ -48,14 +66,25 @@ impl Core {
         command: Option<Vec<String>>,
         env: Option<Vec<(String, String)>>,
         cwd: Option<String>,
-        initializer: Option<Obj>,
+        worker_init: Option<Obj>,
+        worker_exit: Option<Obj>,
     ) -> PyResult<Self> {
         let mut b = Pool::builder().max(workers).min(min_workers.unwrap_or(workers));
-        if let Some(init) = initializer {
-            // Threads only: worker processes run theirs before they start.
-            b = b.worker_init(move |_| {
+        // Threads only (worker processes run theirs themselves): called
+        // with the worker id on the worker's thread as it starts and stops.
+        if let Some(init) = worker_init {
+            b = b.worker_init(move |w| {
                 Python::attach(|py| {
-                    init.call0(py).map(|_| ()).map_err(|e| crate::errors::describe(py, &e))
+                    init.call1(py, (w.0,)).map(|_| ()).map_err(|e| crate::errors::describe(py, &e))
+                })
+            });
+        }
+        if let Some(exit) = worker_exit {
+            b = b.worker_exit(move |w, _: Option<()>| {
+                Python::attach(|py| {
+                    if let Err(e) = exit.call1(py, (w.0,)) {
+                        e.print(py);
+                    }
                 })
             });
         }
@@ -96,24 +125,24 @@ impl Core {
             }
         };
         let pool = built.map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Core { pool })
+        Ok(Core { pool: Some(pool) })
     }
 
     /// The backend's name.
     #[getter]
     fn backend(&self) -> String {
-        self.pool.backend_name().to_string()
+        self.pool().backend_name().to_string()
     }
 
     /// The most workers the pool runs.
     #[getter]
     fn max_workers(&self) -> usize {
-        self.pool.max_workers()
+        self.pool().max_workers()
     }
 
     /// Workers alive now.
     fn live_workers(&self) -> usize {
-        self.pool.live_workers()
+        self.pool().live_workers()
     }
 
     /// Starts a batch: `func` over `items` in chunks. `mode` says how an
@@ -122,7 +151,7 @@ impl Core {
     /// `(index, ok, value)`: `ok` false means `value` is the exception of a
     /// lost chunk (worker died, timeout); a task's own exception is a
     /// `Failure` value with `ok` true.
-    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None))]
+    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false))]
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -135,6 +164,7 @@ impl Core {
         chunksize: Option<usize>,
         max_in_flight: Option<usize>,
         task_timeout: Option<f64>,
+        progress_bar: bool,
     ) -> PyResult<Batch> {
         if mode > 2 {
             return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
@@ -142,7 +172,7 @@ impl Core {
         let items = Items::new(items)?;
         let error = items.error.clone();
         let run = LocalRun::new(py, func, mode)?;
-        let codec = match (self.pool.runs_closures(), function) {
+        let codec = match (self.pool().runs_closures(), function) {
             (true, _) => None,
             (false, Some(f)) => Some(codec(py, f, mode)?),
             (false, None) => {
@@ -151,7 +181,7 @@ impl Core {
                 ));
             }
         };
-        let mut b = self.pool.batch();
+        let mut b = self.pool().batch().progress_bar(progress_bar);
         if let Some(n) = chunksize {
             b = b.chunksize(n);
         }
@@ -176,12 +206,12 @@ impl Core {
     #[pyo3(signature = (*, task_timeout=None))]
     fn open(&self, py: Python<'_>, task_timeout: Option<f64>) -> PyResult<(Stream, Batch)> {
         let run = LocalRun::new(py, py.None(), EACH)?;
-        let codec = if self.pool.runs_closures() {
+        let codec = if self.pool().runs_closures() {
             None
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let mut b = self.pool.batch();
+        let mut b = self.pool().batch();
         if let Some(d) = seconds("task_timeout", task_timeout)? {
             b = b.task_timeout(d);
         }
@@ -196,32 +226,32 @@ impl Core {
 
     /// Accepts no new tasks; submitted ones still run.
     fn close(&self) {
-        self.pool.close();
+        self.pool().close();
     }
 
     /// Waits until the pool closed and every worker exited.
     fn join(&self, py: Python<'_>) {
-        py.detach(|| self.pool.join());
+        py.detach(|| self.pool().join());
     }
 
     /// Cancels every task, stops the workers and waits for them.
     fn terminate(&self, py: Python<'_>) {
-        py.detach(|| self.pool.terminate());
+        py.detach(|| self.pool().terminate());
     }
 
     /// Stops handing tasks to workers; running tasks finish.
     fn suspend(&self) {
-        self.pool.suspend();
+        self.pool().suspend();
     }
 
     /// Hands tasks to workers again.
     fn resume(&self) {
-        self.pool.resume();
+        self.pool().resume();
     }
 
     /// The per-worker table (tasks, busy/idle time, utilisation).
     fn insights(&self, py: Python<'_>) -> String {
-        py.detach(|| self.pool.insights().to_string())
+        py.detach(|| self.pool().insights().to_string())
     }
 }
 

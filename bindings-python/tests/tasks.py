@@ -83,3 +83,24 @@ def report(x):
     shoal.progress(0.5)
     shoal.log(f"item {x}")
     return x
+
+
+def with_id(worker_id, x):
+    return (worker_id, x)
+
+
+def with_shared(shared, x):
+    return shared["base"] + x
+
+
+def count_in_state(state, x):
+    state["n"] = state.get("n", 0) + 1
+    return state["n"]
+
+
+def init_count(state):
+    state["n"] = 100
+
+
+def all_three(worker_id, shared, state, x):
+    return (isinstance(worker_id, int), shared, isinstance(state, dict), x)

@@ -23,7 +23,8 @@ use crate::cmd::Cmd;
 /// What builds the wheel.
 pub const BUILD_PACKAGES: &[&str] = &["maturin==1.16.0"];
 /// What the tests need beside the wheel.
-pub const TEST_PACKAGES: &[&str] = &["pytest==9.2.0", "numpy==2.4.6", "mypy==2.4.1"];
+pub const TEST_PACKAGES: &[&str] =
+    &["pytest==9.2.0", "numpy==2.4.6", "mypy==2.4.1", "tqdm==4.70.1"];
 
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)

@@ -11,14 +11,16 @@ a thread of its own.
 
 from __future__ import annotations
 
+import atexit
 import binascii
 import multiprocessing
 import os
 import sys
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _codec, _shoal
+from . import _codec, _context, _shoal
 from ._codec import CALL, STAR, Failure
 from ._worker import to_env
 
@@ -30,6 +32,20 @@ _WORKER_MALLOC = {
 }
 
 _RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+#: Pools not yet terminated or joined; terminated at interpreter exit (as
+#: multiprocessing does), before finalization, while their worker threads
+#: can still take the interpreter lock.
+_live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_live_pools() -> None:
+    for pool in list(_live):
+        try:
+            pool.terminate()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 BACKENDS = ("process", "threads")
 START_METHODS = ("spawn",)
@@ -61,6 +77,27 @@ def _unwrap(ok: bool, value: Any) -> Any:
     if not ok or isinstance(value, Failure):
         _raise_for(value)
     return value
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False (got {value!r})")
+
+
+def _tqdm(total: Optional[int]) -> Any:
+    """A tqdm bar when tqdm is installed, else None (the core draws its own)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total)
+
+
+def _length(iterable: Any) -> Optional[int]:
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
 
 
 class AsyncResult:
@@ -120,14 +157,22 @@ MapResult = AsyncResult
 class IMapIterator:
     """The iterator of ``imap``/``imap_unordered``: values, or the item's exception."""
 
-    def __init__(self, batch: Any) -> None:
+    def __init__(self, batch: Any, bar: Any = None) -> None:
         self._batch = batch
+        self._bar = bar
 
     def __iter__(self) -> "IMapIterator":
         return self
 
     def __next__(self) -> Any:
-        _index, ok, value = next(self._batch)
+        try:
+            _index, ok, value = next(self._batch)
+        except StopIteration:
+            if self._bar is not None:
+                self._bar.close()
+            raise
+        if self._bar is not None:
+            self._bar.update(1)
         return _unwrap(ok, value)
 
     def next(self, timeout: Optional[float] = None) -> Any:
@@ -161,13 +206,26 @@ class Pool:
         backend: str = "process",
         task_timeout: Optional[float] = None,
         start_method: Optional[str] = None,
+        worker_init: Optional[Callable[..., object]] = None,
+        worker_exit: Optional[Callable[..., object]] = None,
+        pass_worker_id: bool = False,
+        shared_objects: Any = None,
+        use_worker_state: bool = False,
+        worker_lifespan: Optional[int] = None,
     ) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
         _positive_int("processes", processes, allow_none=False)
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
+        for name, hook in (("initializer", initializer), ("worker_init", worker_init), ("worker_exit", worker_exit)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be a callable")
         _positive_int("maxtasksperchild", maxtasksperchild)
+        _positive_int("worker_lifespan", worker_lifespan)
+        _check_bool("pass_worker_id", pass_worker_id)
+        _check_bool("use_worker_state", use_worker_state)
+        if worker_lifespan is not None and maxtasksperchild is not None:
+            raise ValueError("worker_lifespan: give it or maxtasksperchild (the same option), not both")
+        lifespan = worker_lifespan if worker_lifespan is not None else maxtasksperchild
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r})")
         if start_method is not None and start_method not in START_METHODS:
@@ -178,25 +236,46 @@ class Pool:
         self._processes = processes
         self._backend = backend
         self._process = backend == "process"
-        kwargs: Dict[str, Any] = {"lifespan": maxtasksperchild, "task_timeout": self._task_timeout}
+        setup = _context.Setup(
+            initializer=initializer,
+            initargs=initargs,
+            worker_init=worker_init,
+            worker_exit=worker_exit,
+            pass_worker_id=pass_worker_id,
+            use_worker_state=use_worker_state,
+            has_shared=shared_objects is not None,
+        )
+        self._wrap = setup.wraps_tasks
+        self._shared_file: Optional[str] = None
+        kwargs: Dict[str, Any] = {"lifespan": lifespan, "task_timeout": self._task_timeout}
         if self._process:
+            if worker_exit is not None:
+                raise ValueError("worker_exit is not available on the process backend yet (threads only)")
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
-            if initializer is not None:
-                init = _codec.dump_function((initializer, tuple(initargs)))
-                env["SHOAL_PY_INIT"] = binascii.b2a_base64(init, newline=False).decode("ascii")
+            if shared_objects is not None:
+                self._shared_file = setup.shared_file = _context.write_shared(shared_objects)
+            if not setup.is_empty:
+                data = _codec.dump_function(setup)
+                env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
             kwargs["env"] = sorted(env.items())
-        elif initializer is not None:
-            args = tuple(initargs)
-            kwargs["initializer"] = lambda: initializer(*args)
-        self._core = _shoal.Core(backend, processes, **kwargs)
+        elif not setup.is_empty:
+            setup.shared = shared_objects
+            kwargs["worker_init"] = lambda wid: _context.start(setup, wid, thread=True)
+            kwargs["worker_exit"] = _context.stop
+        try:
+            self._core = _shoal.Core(backend, processes, **kwargs)
+        except BaseException:
+            self._remove_shared()
+            raise
         self._state = _RUN
         self._lock = threading.Lock()
         self._threads: List[threading.Thread] = []
         self._stream: Any = None
         self._pump: Optional[threading.Thread] = None
         self._pending: Dict[int, Any] = {}
+        _live.add(self)
 
     # ----------------------------------------------------------- batches
 
@@ -211,45 +290,104 @@ class Pool:
         mode: int,
         chunksize: Optional[int],
         ordered: bool = True,
+        progress_bar: bool = False,
     ) -> Any:
         self._check_running()
         if not callable(func):
             raise TypeError(f"func must be callable (got {type(func).__name__})")
         _positive_int("chunksize", chunksize)
+        _check_bool("progress_bar", progress_bar)
+        if self._wrap:
+            func = _context.WithContext(func)
         function = _codec.dump_function(func) if self._process else None
-        return self._core.batch(func, function, mode, iterable, ordered=ordered, chunksize=chunksize)
+        return self._core.batch(
+            func, function, mode, iterable, ordered=ordered, chunksize=chunksize, progress_bar=progress_bar
+        )
 
-    def _collect(self, batch: Any) -> List[Any]:
-        values, bad = batch.collect(Failure)
+    def _run(
+        self, func: Callable[..., Any], iterable: Iterable[Any], mode: int, chunksize: Optional[int], progress_bar: bool
+    ) -> List[Any]:
+        """A whole ordered batch: every value, or the first item's exception."""
+        _check_bool("progress_bar", progress_bar)
+        bar = _tqdm(_length(iterable)) if progress_bar else None
+        batch = self._batch(func, iterable, mode, chunksize, progress_bar=progress_bar and bar is None)
+        if bar is None:
+            values, bad = batch.collect(Failure)
+        else:
+            values, bad = [], None
+            with bar:
+                for index, ok, value in batch:
+                    if bad is None and (not ok or isinstance(value, Failure)):
+                        bad = index
+                    values.append(value)
+                    bar.update(1)
         if bad is not None:
             _raise_for(values[bad])
         return values
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
-        """``[func(x) for x in iterable]`` on the workers; raises the first item's exception."""
-        return self._collect(self._batch(func, iterable, CALL, chunksize))
+    def _iterate(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int], ordered: bool, progress_bar: bool
+    ) -> "IMapIterator":
+        _check_bool("progress_bar", progress_bar)
+        bar = _tqdm(_length(iterable)) if progress_bar else None
+        batch = self._batch(func, iterable, CALL, chunksize, ordered, progress_bar=progress_bar and bar is None)
+        return IMapIterator(batch, bar)
+
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+        *,
+        progress_bar: bool = False,
+    ) -> List[Any]:
+        """``[func(x) for x in iterable]`` on the workers; raises the first item's exception.
+        ``progress_bar=True`` draws a bar (tqdm when installed, else shoal's own)."""
+        return self._run(func, iterable, CALL, chunksize, progress_bar)
 
     def starmap(
-        self, func: Callable[..., Any], iterable: Iterable[Sequence[Any]], chunksize: Optional[int] = None
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Sequence[Any]],
+        chunksize: Optional[int] = None,
+        *,
+        progress_bar: bool = False,
     ) -> List[Any]:
         """``[func(*args) for args in iterable]`` on the workers."""
-        return self._collect(self._batch(func, iterable, STAR, chunksize))
+        return self._run(func, iterable, STAR, chunksize, progress_bar)
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> IMapIterator:
+    def imap(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+        *,
+        progress_bar: bool = False,
+    ) -> IMapIterator:
         """Lazy ``map``: results in order as they come; the input is pulled as needed."""
-        return IMapIterator(self._batch(func, iterable, CALL, chunksize))
+        return self._iterate(func, iterable, chunksize, True, progress_bar)
 
     def imap_unordered(
-        self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+        *,
+        progress_bar: bool = False,
     ) -> IMapIterator:
         """Like ``imap``, results in completion order."""
-        return IMapIterator(self._batch(func, iterable, CALL, chunksize, ordered=False))
+        return self._iterate(func, iterable, chunksize, False, progress_bar)
 
     def map_unordered(
-        self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+        *,
+        progress_bar: bool = False,
     ) -> List[Any]:
         """Every result, in completion order (mpire's ``map_unordered``)."""
-        return list(self.imap_unordered(func, iterable, chunksize))
+        return list(self.imap_unordered(func, iterable, chunksize, progress_bar=progress_bar))
 
     def _async(
         self,
@@ -281,10 +419,65 @@ class Pool:
         chunksize: Optional[int] = None,
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        on_result: Optional[Callable[[Any, Any], object]] = None,
+        on_progress: Optional[Callable[[float], object]] = None,
     ) -> AsyncResult:
-        """``map`` without waiting: an AsyncResult whose value is the list."""
-        batch = self._batch(func, iterable, CALL, chunksize)
-        return self._async(lambda: self._collect(batch), callback, error_callback)
+        """``map`` without waiting: an AsyncResult whose value is the list.
+
+        For GUIs, which must not block: ``on_result(argument, result)`` is
+        called for each item as it ends (``result`` is the exception for a
+        failed item) and ``on_progress(fraction)`` with the fraction done in
+        [0, 1]; both on a background thread, like ``callback`` (called once
+        all ended).
+        """
+        return self._map_async(func, iterable, CALL, chunksize, callback, error_callback, on_result, on_progress)
+
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: Optional[int],
+        callback: Optional[Callable[[Any], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
+        on_result: Optional[Callable[[Any, Any], object]],
+        on_progress: Optional[Callable[[float], object]],
+    ) -> AsyncResult:
+        if on_result is None and on_progress is None:
+            batch = self._batch(func, iterable, mode, chunksize)
+
+            def collect() -> List[Any]:
+                values, bad = batch.collect(Failure)
+                if bad is not None:
+                    _raise_for(values[bad])
+                return values
+
+            return self._async(collect, callback, error_callback)
+        items = list(iterable)
+        n = len(items)
+        unordered = self._batch(func, items, mode, chunksize, ordered=False)
+
+        def run() -> List[Any]:
+            values: List[Any] = [None] * n
+            bad: Optional[int] = None
+            for done, (index, ok, value) in enumerate(unordered, 1):
+                values[index] = value
+                failed = not ok or isinstance(value, Failure)
+                if failed and (bad is None or index < bad):
+                    bad = index
+                if on_result is not None:
+                    outcome = (value.exception() if isinstance(value, Failure) else value) if failed else value
+                    on_result(items[index], outcome)
+                if on_progress is not None:
+                    on_progress(done / n)
+            if n == 0 and on_progress is not None:
+                on_progress(1.0)
+            if bad is not None:
+                _raise_for(values[bad])
+            return values
+
+        return self._async(run, callback, error_callback)
 
     def starmap_async(
         self,
@@ -293,10 +486,12 @@ class Pool:
         chunksize: Optional[int] = None,
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        on_result: Optional[Callable[[Any, Any], object]] = None,
+        on_progress: Optional[Callable[[float], object]] = None,
     ) -> AsyncResult:
-        """``starmap`` without waiting."""
-        batch = self._batch(func, iterable, STAR, chunksize)
-        return self._async(lambda: self._collect(batch), callback, error_callback)
+        """``starmap`` without waiting; events as for :meth:`map_async`."""
+        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback, on_result, on_progress)
 
     # ------------------------------------------------------ single calls
 
@@ -305,6 +500,8 @@ class Pool:
         self._check_running()
         if not callable(func):
             raise TypeError(f"func must be callable (got {type(func).__name__})")
+        if self._wrap:
+            func = _context.WithContext(func)
         f: Any = _codec.dump_function(func) if self._process else func
         with self._lock:
             if self._stream is None:
@@ -371,6 +568,8 @@ class Pool:
         self._end_stream()
         self._core.close()
         self._core.join()
+        _live.discard(self)
+        self._remove_shared()
 
     def terminate(self) -> None:
         """Stops every task now (they fail with ``CancelledError``) and the workers."""
@@ -381,6 +580,19 @@ class Pool:
             threads = list(self._threads)
         for t in threads:
             t.join()
+        _live.discard(self)
+        self._remove_shared()
+
+    def _remove_shared(self) -> None:
+        path, self._shared_file = getattr(self, "_shared_file", None), None
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self._remove_shared()
 
     def __enter__(self) -> "Pool":
         self._check_running()
@@ -402,3 +614,15 @@ class Pool:
     def insights(self) -> str:
         """The per-worker table: tasks, busy/idle/init time, utilisation."""
         return self._core.insights()
+
+    def print_insights(self) -> None:
+        """Prints :meth:`insights` (mpire's name)."""
+        print(self.insights())
+
+    def suspend(self) -> None:
+        """Stops handing tasks to workers; running tasks finish, queued ones wait."""
+        self._core.suspend()
+
+    def resume(self) -> None:
+        """Hands tasks to workers again after :meth:`suspend`."""
+        self._core.resume()

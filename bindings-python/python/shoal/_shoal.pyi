@@ -34,7 +34,8 @@ class Core:
         command: Optional[Sequence[str]] = None,
         env: Optional[Sequence[Tuple[str, str]]] = None,
         cwd: Optional[str] = None,
-        initializer: Optional[Any] = None,
+        worker_init: Optional[Any] = None,
+        worker_exit: Optional[Any] = None,
     ) -> Core: ...
     @property
     def backend(self) -> str: ...
@@ -52,6 +53,7 @@ class Core:
         chunksize: Optional[int] = None,
         max_in_flight: Optional[int] = None,
         task_timeout: Optional[float] = None,
+        progress_bar: bool = False,
     ) -> Batch: ...
     def open(self, *, task_timeout: Optional[float] = None) -> Tuple[Stream, Batch]: ...
     def close(self) -> None: ...

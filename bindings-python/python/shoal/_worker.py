@@ -2,7 +2,7 @@
 
 The pool starts ``python -c "from shoal._worker import main; main()"``. The
 worker takes the parent's ``sys.path`` (``SHOAL_PY_PATH``), runs the pool's
-``initializer`` (``SHOAL_PY_INIT``), then hands over to the Rust worker
+``initializer``, ``worker_init`` (``SHOAL_PY_SETUP``, see ``shoal._context``), then hands over to the Rust worker
 loop, which speaks the wire protocol with the parent and calls back into
 ``shoal._codec.run_chunk`` for each chunk. An initializer that raises makes
 the worker exit before it is ready: the pool counts a failed start.
@@ -30,9 +30,11 @@ def to_env(obj: object) -> str:
 def main() -> None:
     if "SHOAL_PY_PATH" in os.environ:
         sys.path[:] = from_env("SHOAL_PY_PATH")  # type: ignore[assignment]
-    if "SHOAL_PY_INIT" in os.environ:
-        initializer, initargs = from_env("SHOAL_PY_INIT")  # type: ignore[misc]
-        initializer(*initargs)
+    if "SHOAL_PY_SETUP" in os.environ:
+        from . import _context
+
+        setup = from_env("SHOAL_PY_SETUP")
+        _context.start(setup, int(os.environ.get("SHOAL_WORKER_ID", "0")), thread=False)  # type: ignore[arg-type]
     from . import _shoal
 
     _shoal.worker_main()

@@ -1,0 +1,114 @@
+"""Beyond multiprocessing, with mpire's names: worker id, shared objects,
+worker state with worker_init/worker_exit, lifespan, progress bars,
+insights, suspend/resume and GUI events."""
+
+import multiprocessing
+import threading
+
+import pytest
+
+import shoal
+from shoal import _pool
+from tasks import all_three, count_in_state, init_count, square, with_id, with_shared
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_worker_id_shared_objects_and_state(backend):
+    with shoal.Pool(2, backend=backend, pass_worker_id=True) as p:
+        out = p.map(with_id, range(20))
+        assert [x for _, x in out] == list(range(20))
+        assert all(isinstance(w, int) for w, _ in out)
+    with shoal.Pool(2, backend=backend, shared_objects={"base": 100}) as p:
+        assert p.map(with_shared, [1, 2]) == [101, 102]
+        assert p.apply(with_shared, (5,)) == 105
+    with shoal.Pool(1, backend=backend, use_worker_state=True, worker_init=init_count) as p:
+        # One worker: its state counts every item, from worker_init's 100.
+        assert p.map(count_in_state, range(5), chunksize=1) == [101, 102, 103, 104, 105]
+    with shoal.Pool(
+        1, backend=backend, pass_worker_id=True, shared_objects="s", use_worker_state=True
+    ) as p:
+        assert p.map(all_three, [7]) == [(True, "s", True, 7)]
+
+
+def test_worker_exit_on_threads_sees_the_state():
+    seen = []
+    p = shoal.Pool(
+        2,
+        backend="threads",
+        use_worker_state=True,
+        worker_init=lambda state: state.update(n=0),
+        worker_exit=lambda state: seen.append(state["n"]),
+    )
+    p.map(count_in_state, range(10))
+    p.close()
+    p.join()
+    assert len(seen) == 2 and sum(seen) >= 10
+
+
+def test_worker_exit_is_refused_on_processes_for_now():
+    with pytest.raises(ValueError, match="worker_exit"):
+        shoal.Pool(1, worker_exit=print)
+
+
+def test_worker_lifespan_is_maxtasksperchild():
+    with pytest.raises(ValueError, match="worker_lifespan"):
+        shoal.Pool(1, maxtasksperchild=2, worker_lifespan=2)
+    with pytest.raises(ValueError, match="worker_lifespan"):
+        shoal.Pool(1, worker_lifespan=0)
+    with shoal.Pool(1, backend="threads", worker_lifespan=1, pass_worker_id=True) as p:
+        ids = [p.apply(with_id, (i,))[0] for i in range(3)]
+    assert len(set(ids)) == 3
+
+
+@pytest.mark.parametrize("use_tqdm", [True, False])
+def test_progress_bars(use_tqdm, monkeypatch, capsys):
+    if use_tqdm:
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setattr(_pool, "_tqdm", lambda total: None)
+    with shoal.Pool(2, backend="threads") as p:
+        assert p.map(square, range(100), progress_bar=True) == [x * x for x in range(100)]
+        assert list(p.imap(square, range(10), progress_bar=True)) == [x * x for x in range(10)]
+        with pytest.raises(TypeError, match="progress_bar"):
+            p.map(square, [1], progress_bar="yes")
+
+
+def test_insights_table():
+    with shoal.Pool(2, backend="threads") as p:
+        p.map(square, range(100))
+        table = p.insights()
+    assert "worker" in table.lower()
+
+
+def test_suspend_holds_tasks_until_resume():
+    with shoal.Pool(1, backend="threads") as p:
+        p.suspend()
+        r = p.apply_async(square, (3,))
+        with pytest.raises(multiprocessing.TimeoutError):
+            r.get(timeout=0.2)
+        p.resume()
+        assert r.get(timeout=30) == 9
+
+
+def test_gui_events_never_block_the_caller():
+    results, fractions, finished = [], [], threading.Event()
+    with shoal.Pool(2, backend="threads") as p:
+        r = p.map_async(
+            square,
+            range(20),
+            on_result=lambda arg, res: results.append((arg, res)),
+            on_progress=fractions.append,
+            callback=lambda _: finished.set(),
+        )
+        assert r.get(timeout=30) == [x * x for x in range(20)]
+        assert finished.wait(30)
+    assert sorted(results) == [(x, x * x) for x in range(20)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 20
+
+
+def test_tasks_added_while_a_batch_runs():
+    with shoal.Pool(2, backend="threads") as p:
+        m = p.map_async(square, range(1000))
+        singles = [p.apply_async(square, (i,)) for i in range(10)]
+        assert [s.get(timeout=30) for s in singles] == [i * i for i in range(10)]
+        assert m.get(timeout=30)[-1] == 999 * 999
