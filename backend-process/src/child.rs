@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use shoal_core::backend::{Job, TaskMessage, TaskSink, Work, WorkerSpec};
+use shoal_core::backend::{ExitHook, InitHook, Job, TaskMessage, TaskSink, Work, WorkerSpec};
 use shoal_core::error::{TaskError, TaskErrorKind};
 use shoal_core::function::Registry;
 use shoal_core::wire::{self, FailureKind, Handshake, Message, Payload, SEGMENT_MINOR};
@@ -70,11 +70,29 @@ fn rss_bytes() -> Option<u64> {
 /// and then exits; returns at once otherwise. Call it first thing in
 /// `main`, with the functions the workers may run.
 pub fn worker_main(registry: &Registry) {
+    worker_main_with(registry, WorkerHooks::default());
+}
+
+/// What a worker program runs in the worker itself, before its first task
+/// and after its last (closures cannot cross from the parent, so bindings
+/// bring their `worker_init`/`worker_exit` this way). An `init` error is
+/// the worker's start failure: the parent sees its message.
+#[derive(Clone, Default)]
+pub struct WorkerHooks {
+    /// Runs when the worker starts, after the handshake.
+    pub init: Option<InitHook>,
+    /// Runs when the worker leaves after a stop or at the end of its
+    /// lifespan (not when it is killed).
+    pub exit: Option<ExitHook>,
+}
+
+/// [`worker_main`] with [`WorkerHooks`].
+pub fn worker_main_with(registry: &Registry, hooks: WorkerHooks) {
     let Some(fd) = std::env::var(ENV_FD).ok().and_then(|v| v.parse::<i32>().ok()) else {
         return;
     };
     quiet_task_panics();
-    let code = match run(fd, registry) {
+    let code = match run(fd, registry, hooks) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("shoal worker: {e}");
@@ -167,7 +185,7 @@ fn run_borrowed(
     }
 }
 
-fn run(fd: i32, registry: &Registry) -> Result<(), String> {
+fn run(fd: i32, registry: &Registry, hooks: WorkerHooks) -> Result<(), String> {
     // SAFETY: the parent passed this fd to us as our end of the connection;
     // nothing else in this process owns it.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -198,7 +216,7 @@ fn run(fd: i32, registry: &Registry) -> Result<(), String> {
     let segments = open_segments().filter(|_| peer.minor >= SEGMENT_MINOR);
     let (args_segment, results_segment) = segments.unzip();
     let worker = WorkerId(id);
-    let mut rt = WorkerRuntime::new(WorkerSpec { id: worker, init: None, exit: None })
+    let mut rt = WorkerRuntime::new(WorkerSpec { id: worker, init: hooks.init, exit: hooks.exit })
         .with_registry(registry.clone());
     if let Err(e) = rt.init() {
         send(&conn, &Message::StartFailed { message: e.clone() })?;

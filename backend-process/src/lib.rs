@@ -73,7 +73,7 @@ use std::time::Duration;
 
 use shoal_core::backend::{Backend, ReportSink, WorkKind, Worker, WorkerSpec};
 
-pub use child::worker_main;
+pub use child::{WorkerHooks, worker_main, worker_main_with};
 
 /// Where a worker's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

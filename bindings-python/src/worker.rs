@@ -7,7 +7,12 @@
 use pyo3::exceptions::{PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use std::sync::Arc;
+
+use shoal_core::WorkerId;
+use shoal_core::backend::WorkerState;
 use shoal_core::function::{NamedFunction, Registry};
+use shoal_process::WorkerHooks;
 
 use crate::chunk::PY_FUNCTION;
 use crate::errors::describe;
@@ -43,10 +48,35 @@ impl NamedFunction for PythonChunks {
 static PYTHON_CHUNKS: PythonChunks = PythonChunks;
 
 /// Runs this process as a shoal worker and exits when the pool lets it go.
-/// Raises `RuntimeError` in a process that no shoal pool started.
+/// `init(worker_id)` runs before the first task (an exception is the
+/// worker's start failure) and `exit(worker_id)` after the last. Raises
+/// `RuntimeError` in a process that no shoal pool started.
 #[pyfunction]
-pub(crate) fn worker_main(py: Python<'_>) -> PyResult<()> {
+#[pyo3(signature = (init=None, exit=None))]
+pub(crate) fn worker_main(
+    py: Python<'_>,
+    init: Option<Py<PyAny>>,
+    exit: Option<Py<PyAny>>,
+) -> PyResult<()> {
     let registry = Registry::new().with(&PYTHON_CHUNKS).map_err(PyRuntimeError::new_err)?;
-    py.detach(|| shoal_process::worker_main(&registry));
+    let mut hooks = WorkerHooks::default();
+    if let Some(init) = init {
+        hooks.init = Some(Arc::new(move |w: WorkerId| {
+            Python::attach(|py| match init.call1(py, (w.0,)) {
+                Ok(_) => Ok(Box::new(()) as WorkerState),
+                Err(e) => Err(describe(py, &e)),
+            })
+        }));
+    }
+    if let Some(exit) = exit {
+        hooks.exit = Some(Arc::new(move |w: WorkerId, _| {
+            Python::attach(|py| {
+                if let Err(e) = exit.call1(py, (w.0,)) {
+                    e.print(py);
+                }
+            })
+        }));
+    }
+    py.detach(|| shoal_process::worker_main_with(&registry, hooks));
     Err(PyRuntimeError::new_err("shoal worker_main: this process was not started by a shoal pool"))
 }

@@ -3,13 +3,23 @@ worker state with worker_init/worker_exit, lifespan, progress bars,
 insights, suspend/resume and GUI events."""
 
 import multiprocessing
+import os
 import threading
 
 import pytest
 
 import shoal
 from shoal import _pool
-from tasks import all_three, count_in_state, init_count, square, with_id, with_shared
+from tasks import (
+    all_three,
+    broken_init,
+    count_in_state,
+    init_count,
+    mark_exit,
+    square,
+    with_id,
+    with_shared,
+)
 
 
 @pytest.mark.parametrize("backend", ["process", "threads"])
@@ -45,9 +55,19 @@ def test_worker_exit_on_threads_sees_the_state():
     assert len(seen) == 2 and sum(seen) >= 10
 
 
-def test_worker_exit_is_refused_on_processes_for_now():
-    with pytest.raises(ValueError, match="worker_exit"):
-        shoal.Pool(1, worker_exit=print)
+def test_worker_exit_runs_in_worker_processes(tmp_path):
+    p = shoal.Pool(2, shared_objects=str(tmp_path), worker_exit=mark_exit)
+    pids = set(p.map(lambda _shared, _x: os.getpid(), range(50)))
+    p.close()
+    p.join()
+    assert {f.name for f in tmp_path.iterdir()} >= {str(x) for x in pids}
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_a_failing_initializer_breaks_the_pool_with_its_message(backend):
+    with shoal.Pool(1, initializer=broken_init, backend=backend) as p:
+        with pytest.raises(shoal.BrokenPoolError, match="initializer is broken"):
+            p.apply(square, (1,))
 
 
 def test_worker_lifespan_is_maxtasksperchild():

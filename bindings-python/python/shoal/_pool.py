@@ -249,8 +249,6 @@ class Pool:
         self._shared_file: Optional[str] = None
         kwargs: Dict[str, Any] = {"lifespan": lifespan, "task_timeout": self._task_timeout}
         if self._process:
-            if worker_exit is not None:
-                raise ValueError("worker_exit is not available on the process backend yet (threads only)")
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
             if shared_objects is not None:

@@ -1,11 +1,14 @@
 """The entry point of shoal's worker processes.
 
 The pool starts ``python -c "from shoal._worker import main; main()"``. The
-worker takes the parent's ``sys.path`` (``SHOAL_PY_PATH``), runs the pool's
-``initializer``, ``worker_init`` (``SHOAL_PY_SETUP``, see ``shoal._context``), then hands over to the Rust worker
-loop, which speaks the wire protocol with the parent and calls back into
-``shoal._codec.run_chunk`` for each chunk. An initializer that raises makes
-the worker exit before it is ready: the pool counts a failed start.
+worker takes the parent's ``sys.path`` (``SHOAL_PY_PATH``), reads the pool's
+settings (``SHOAL_PY_SETUP``, see ``shoal._context``) and hands over to the
+Rust worker loop, which speaks the wire protocol with the parent, runs
+``initializer``/``worker_init`` and ``worker_exit`` as the worker's hooks
+and calls back into ``shoal._codec.run_chunk`` for each chunk. An
+initializer that raises is the worker's start failure: the pool reports
+its message and, after repeated failures, fails tasks with
+``BrokenPoolError``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ def to_env(obj: object) -> str:
 def main() -> None:
     if "SHOAL_PY_PATH" in os.environ:
         sys.path[:] = from_env("SHOAL_PY_PATH")  # type: ignore[assignment]
-    if "SHOAL_PY_SETUP" in os.environ:
-        from . import _context
-
-        setup = from_env("SHOAL_PY_SETUP")
-        _context.start(setup, int(os.environ.get("SHOAL_WORKER_ID", "0")), thread=False)  # type: ignore[arg-type]
     from . import _shoal
 
-    _shoal.worker_main()
+    if "SHOAL_PY_SETUP" not in os.environ:
+        _shoal.worker_main()
+        return
+    from . import _context
+
+    setup = from_env("SHOAL_PY_SETUP")
+    _shoal.worker_main(
+        init=lambda worker: _context.start(setup, worker, thread=False),  # type: ignore[arg-type]
+        exit=_context.stop,
+    )
