@@ -4,7 +4,7 @@
 //! `multiprocessing.Pool` and `concurrent.futures` API; this module gives it
 //! the Rust core underneath:
 //! - [`pool::Core`]: one `shoal_core::Pool` on the threads or process
-//!   backend, and [`pool::Batch`], the lazy iterator over one batch;
+//!   backend; [`batch::Batch`], the iterator over one batch's results;
 //! - [`chunk`]: how a chunk of Python items runs (threads: a direct call
 //!   under the interpreter lock, once per chunk) or travels (process:
 //!   pickled by `shoal._codec`);
@@ -15,6 +15,7 @@
 //! The interpreter lock is released whenever Rust waits (for results, for
 //! workers to exit), so other Python threads keep running.
 
+mod batch;
 mod chunk;
 mod errors;
 mod pool;
@@ -49,8 +50,8 @@ fn worker_id() -> Option<u64> {
 #[pymodule]
 fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::Core>()?;
-    m.add_class::<pool::Batch>()?;
-    m.add_class::<pool::Stream>()?;
+    m.add_class::<batch::Batch>()?;
+    m.add_class::<batch::Stream>()?;
     m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(worker_id, m)?)?;

@@ -1,19 +1,16 @@
-//! [`Core`]: a `shoal_core::Pool` for the Python layer, and [`Batch`], the
-//! lazy iterator over one batch's results.
+//! [`Core`]: a `shoal_core::Pool` for the Python layer.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
-use shoal_core::error::BatchError;
-use shoal_core::{Feeder, Imap, MapUnordered, OpenItems, Pool};
+use pyo3::types::PyBytes;
+use shoal_core::Pool;
 use shoal_process::Process;
 use shoal_threads::Threads;
 
+use crate::batch::{Batch, BatchIter, Items, Stream};
 use crate::chunk::{EACH, LocalRun, Obj, codec};
-use crate::errors::batch_error;
 
 /// One pool of the Rust core, on the threads or the process backend.
 #[pyclass(module = "shoal._shoal", frozen)]
@@ -150,8 +147,9 @@ impl Core {
     /// for the process backend. Returns the iterator of
     /// `(index, ok, value)`: `ok` false means `value` is the exception of a
     /// lost chunk (worker died, timeout); a task's own exception is a
-    /// `Failure` value with `ok` true.
-    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false))]
+    /// `Failure` value with `ok` true. With `values`, the iterator yields
+    /// the values themselves and raises the failures (`imap`).
+    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false))]
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -165,12 +163,13 @@ impl Core {
         max_in_flight: Option<usize>,
         task_timeout: Option<f64>,
         progress_bar: bool,
+        values: bool,
     ) -> PyResult<Batch> {
         if mode > 2 {
             return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
         }
         let items = Items::new(items)?;
-        let error = items.error.clone();
+        let error = items.error();
         let run = LocalRun::new(py, func, mode)?;
         let codec = match (self.pool().runs_closures(), function) {
             (true, _) => None,
@@ -196,7 +195,7 @@ impl Core {
         } else {
             BatchIter::Unordered(b.map_unordered_with(run, codec, items))
         };
-        Ok(Batch { iter: Mutex::new(Some(iter)), error })
+        Batch::start(iter, error, values)
     }
 
     /// Starts an open batch for single calls (`apply_async`, `submit`):
@@ -216,12 +215,8 @@ impl Core {
             b = b.task_timeout(d);
         }
         let (feeder, results) = b.open_with(run, codec);
-        let stream = Stream { feeder: Mutex::new(Some((feeder, 0))) };
-        let batch = Batch {
-            iter: Mutex::new(Some(BatchIter::Open(results))),
-            error: Arc::new(Mutex::new(None)),
-        };
-        Ok((stream, batch))
+        let stream = Stream::new(feeder);
+        Ok((stream, Batch::start(BatchIter::Open(results), Default::default(), false)?))
     }
 
     /// Accepts no new tasks; submitted ones still run.
@@ -255,217 +250,3 @@ impl Core {
     }
 }
 
-/// The items of a batch: a list or tuple is copied (its length is known,
-/// so chunks can be sized to it); anything else is pulled lazily.
-pub(crate) struct Items {
-    known: Option<std::vec::IntoIter<Obj>>,
-    lazy: Option<Py<PyIterator>>,
-    /// The exception the input raised, re-raised at the end of the batch.
-    error: Arc<Mutex<Option<PyErr>>>,
-}
-
-impl Items {
-    fn new(items: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let error = Arc::new(Mutex::new(None));
-        if let Ok(list) = items.cast::<PyList>() {
-            let v: Vec<Obj> = list.iter().map(Bound::unbind).collect();
-            return Ok(Items { known: Some(v.into_iter()), lazy: None, error });
-        }
-        if let Ok(t) = items.cast::<PyTuple>() {
-            let v: Vec<Obj> = t.iter().map(Bound::unbind).collect();
-            return Ok(Items { known: Some(v.into_iter()), lazy: None, error });
-        }
-        let it = items.try_iter()?.unbind();
-        Ok(Items { known: None, lazy: Some(it), error })
-    }
-}
-
-impl Iterator for Items {
-    type Item = Obj;
-
-    fn next(&mut self) -> Option<Obj> {
-        if let Some(k) = &mut self.known {
-            return k.next();
-        }
-        let it = self.lazy.as_ref()?;
-        let next = Python::attach(|py| match it.bind(py).clone().next() {
-            Some(Ok(x)) => Some(x.unbind()),
-            Some(Err(e)) => {
-                *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                None
-            }
-            None => None,
-        });
-        if next.is_none() {
-            self.lazy = None;
-        }
-        next
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.known {
-            Some(k) => k.size_hint(),
-            None if self.lazy.is_none() => (0, Some(0)),
-            None => (0, None),
-        }
-    }
-}
-
-enum BatchIter {
-    /// With the index of the next item.
-    Ordered(Imap<Items, LocalRun, Obj>, usize),
-    Unordered(MapUnordered<Items, LocalRun, Obj>),
-    Open(MapUnordered<OpenItems<Obj>, LocalRun, Obj>),
-}
-
-fn unordered(r: Result<(usize, Obj), BatchError>) -> (usize, Result<Obj, BatchError>) {
-    match r {
-        Ok((index, v)) => (index, Ok(v)),
-        Err(e) => (e.index().unwrap_or(usize::MAX), Err(e)),
-    }
-}
-
-impl BatchIter {
-    fn next(&mut self) -> Option<(usize, Result<Obj, BatchError>)> {
-        match self {
-            BatchIter::Ordered(it, i) => {
-                let r = it.next()?;
-                let index = r.as_ref().err().and_then(BatchError::index).unwrap_or(*i);
-                *i = index + 1;
-                Some((index, r))
-            }
-            BatchIter::Unordered(it) => Some(unordered(it.next()?)),
-            BatchIter::Open(it) => Some(unordered(it.next()?)),
-        }
-    }
-}
-
-/// The results of one batch, as `(index, ok, value)`.
-#[pyclass(module = "shoal._shoal")]
-pub(crate) struct Batch {
-    iter: Mutex<Option<BatchIter>>,
-    error: Arc<Mutex<Option<PyErr>>>,
-}
-
-#[pymethods]
-impl Batch {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<(usize, bool, Obj)> {
-        let next = py.detach(|| {
-            let mut guard = self.iter.lock().unwrap_or_else(|p| p.into_inner());
-            let it = guard.as_mut()?;
-            let next = it.next();
-            if next.is_none() {
-                *guard = None;
-            }
-            next
-        });
-        match next {
-            Some((index, Ok(v))) => Ok((index, true, v)),
-            Some((index, Err(e))) => {
-                if matches!(e, BatchError::Failed { .. }) {
-                    Ok((index, false, batch_error(py, &e).into_value(py).into_any()))
-                } else {
-                    Err(batch_error(py, &e))
-                }
-            }
-            None => {
-                if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    return Err(e);
-                }
-                Err(PyStopIteration::new_err(()))
-            }
-        }
-    }
-
-    /// Drains the batch: every value in input order (for an ordered batch),
-    /// and the index of the first item that failed (its value is a
-    /// `failure` instance or, for a lost chunk, the exception), if any.
-    fn collect(
-        &self,
-        py: Python<'_>,
-        failure: &Bound<'_, PyAny>,
-    ) -> PyResult<(Py<PyList>, Option<usize>)> {
-        let mut values: Vec<Obj> = Vec::new();
-        let mut first_bad: Option<usize> = None;
-        loop {
-            let chunk = py.detach(|| {
-                let mut guard = self.iter.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(it) = guard.as_mut() else { return Vec::new() };
-                // Take what is ready in one go (up to a chunk's worth).
-                let mut got = Vec::new();
-                while let Some(x) = it.next() {
-                    got.push(x);
-                    if got.len() >= 4096 {
-                        break;
-                    }
-                }
-                if got.is_empty() {
-                    *guard = None;
-                }
-                got
-            });
-            if chunk.is_empty() {
-                break;
-            }
-            for (index, r) in chunk {
-                let v = match r {
-                    Ok(v) => {
-                        if first_bad.is_none() && v.bind(py).is_instance(failure)? {
-                            first_bad = Some(index);
-                        }
-                        v
-                    }
-                    Err(e @ BatchError::Failed { .. }) => {
-                        if first_bad.is_none_or(|b| index < b) {
-                            first_bad = Some(index);
-                        }
-                        batch_error(py, &e).into_value(py).into_any()
-                    }
-                    Err(e) => return Err(batch_error(py, &e)),
-                };
-                values.push(v);
-            }
-        }
-        if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(e);
-        }
-        Ok((PyList::new(py, values)?.unbind(), first_bad))
-    }
-
-    /// Stops the batch: queued chunks are dropped, running ones finish.
-    fn cancel(&self, py: Python<'_>) {
-        py.detach(|| {
-            self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
-        });
-    }
-}
-
-/// The input of an open batch ([`Core::open`]).
-#[pyclass(module = "shoal._shoal", frozen)]
-pub(crate) struct Stream {
-    /// The feeder and the index of the next item; `None` once closed.
-    feeder: Mutex<Option<(Feeder<Obj>, usize)>>,
-}
-
-#[pymethods]
-impl Stream {
-    /// Adds `(func, args, kwargs)`; returns its index in the results.
-    fn send(&self, item: Obj) -> PyResult<usize> {
-        let mut guard = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((feeder, next)) = guard.as_mut() else {
-            return Err(PyValueError::new_err("Pool not running"));
-        };
-        feeder.send(item).map_err(|_| PyValueError::new_err("Pool not running"))?;
-        *next += 1;
-        Ok(*next - 1)
-    }
-
-    /// Ends the input: the results end once every item sent has ended.
-    fn close(&self) {
-        self.feeder.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}

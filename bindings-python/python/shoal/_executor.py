@@ -80,13 +80,7 @@ class Executor(concurrent.futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if timeout is not None:
             return super().map(fn, *iterables, timeout=timeout)
-        results = self._pool._batch(fn, zip(*iterables), STAR, chunksize)
-
-        def values() -> Iterator[Any]:
-            for _index, ok, value in results:
-                yield _unwrap(ok, value)
-
-        return values()
+        return self._pool._batch(fn, zip(*iterables), STAR, chunksize, values=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True

@@ -155,7 +155,7 @@ MapResult = AsyncResult
 
 
 class IMapIterator:
-    """The iterator of ``imap``/``imap_unordered``: values, or the item's exception."""
+    """``imap``/``imap_unordered`` with a tqdm bar: values, or the item's exception."""
 
     def __init__(self, batch: Any, bar: Any = None) -> None:
         self._batch = batch
@@ -176,9 +176,16 @@ class IMapIterator:
         return _unwrap(ok, value)
 
     def next(self, timeout: Optional[float] = None) -> Any:
-        """Like ``next(it)``. ``timeout`` is accepted for compatibility and
-        not enforced yet."""
-        return self.__next__()
+        """Like ``next(it)``, waiting at most ``timeout`` seconds."""
+        try:
+            _index, ok, value = self._batch.next(timeout)
+        except StopIteration:
+            if self._bar is not None:
+                self._bar.close()
+            raise
+        if self._bar is not None:
+            self._bar.update(1)
+        return _unwrap(ok, value)
 
 
 class Pool:
@@ -289,6 +296,7 @@ class Pool:
         chunksize: Optional[int],
         ordered: bool = True,
         progress_bar: bool = False,
+        values: bool = False,
     ) -> Any:
         self._check_running()
         if not callable(func):
@@ -299,7 +307,14 @@ class Pool:
             func = _context.WithContext(func)
         function = _codec.dump_function(func) if self._process else None
         return self._core.batch(
-            func, function, mode, iterable, ordered=ordered, chunksize=chunksize, progress_bar=progress_bar
+            func,
+            function,
+            mode,
+            iterable,
+            ordered=ordered,
+            chunksize=chunksize,
+            progress_bar=progress_bar,
+            values=values,
         )
 
     def _run(
@@ -325,11 +340,13 @@ class Pool:
 
     def _iterate(
         self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int], ordered: bool, progress_bar: bool
-    ) -> "IMapIterator":
+    ) -> Any:
         _check_bool("progress_bar", progress_bar)
         bar = _tqdm(_length(iterable)) if progress_bar else None
-        batch = self._batch(func, iterable, CALL, chunksize, ordered, progress_bar=progress_bar and bar is None)
-        return IMapIterator(batch, bar)
+        if bar is None:
+            # The core's iterator itself: values, failures raised, `next(timeout)`.
+            return self._batch(func, iterable, CALL, chunksize, ordered, progress_bar=progress_bar, values=True)
+        return IMapIterator(self._batch(func, iterable, CALL, chunksize, ordered), bar)
 
     def map(
         self,
@@ -361,8 +378,9 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
-    ) -> IMapIterator:
-        """Lazy ``map``: results in order as they come; the input is pulled as needed."""
+    ) -> Iterator[Any]:
+        """Lazy ``map``: results in order as they come; the input is pulled as
+        needed. The iterator has ``next(timeout)`` as multiprocessing's."""
         return self._iterate(func, iterable, chunksize, True, progress_bar)
 
     def imap_unordered(
@@ -372,7 +390,7 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
-    ) -> IMapIterator:
+    ) -> Iterator[Any]:
         """Like ``imap``, results in completion order."""
         return self._iterate(func, iterable, chunksize, False, progress_bar)
 

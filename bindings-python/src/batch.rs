@@ -1,0 +1,332 @@
+//! [`Batch`]: the results of one batch as a Python iterator, [`Items`]: a
+//! batch's input, and [`Stream`]: the input of an open batch.
+//!
+//! A batch's results are pulled from the core by a *pump* thread, which
+//! waits for chunks without the interpreter lock and hands results over a
+//! bounded channel ([`PUMP_CAPACITY`], so a lazy `imap` stays bounded).
+//! Python takes them without releasing the lock while some are ready
+//! (tens of nanoseconds each) and only blocks, lock released, when none
+//! is. The lock is never held while the core waits, so a reader thread
+//! that needs it to unpickle a chunk is never starved by the consumer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyIterator, PyList, PyTuple, PyType};
+use shoal_core::error::BatchError;
+use shoal_core::{Feeder, Imap, MapUnordered, OpenItems};
+
+use crate::chunk::{LocalRun, Obj};
+use crate::errors::batch_error;
+
+/// Results the pump may hold ahead of the consumer.
+pub(crate) const PUMP_CAPACITY: usize = 8192;
+
+/// Items pulled from a lazy Python input per taking of the lock.
+const PULL: usize = 256;
+
+/// The exception a batch's input raised, re-raised after its results.
+pub(crate) type InputError = Arc<Mutex<Option<PyErr>>>;
+
+/// The items of a batch: a list or tuple is copied (its length is known,
+/// so chunks can be sized to it); anything else is pulled lazily, [`PULL`]
+/// items per taking of the interpreter lock.
+pub(crate) struct Items {
+    known: Option<std::vec::IntoIter<Obj>>,
+    lazy: Option<Py<PyIterator>>,
+    pulled: VecDeque<Obj>,
+    error: InputError,
+}
+
+impl Items {
+    pub(crate) fn new(items: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut this =
+            Items { known: None, lazy: None, pulled: VecDeque::new(), error: Default::default() };
+        if let Ok(list) = items.cast::<PyList>() {
+            this.known = Some(list.iter().map(Bound::unbind).collect::<Vec<_>>().into_iter());
+        } else if let Ok(t) = items.cast::<PyTuple>() {
+            this.known = Some(t.iter().map(Bound::unbind).collect::<Vec<_>>().into_iter());
+        } else {
+            this.lazy = Some(items.try_iter()?.unbind());
+        }
+        Ok(this)
+    }
+
+    pub(crate) fn error(&self) -> InputError {
+        self.error.clone()
+    }
+
+    fn pull(&mut self) {
+        let Some(it) = self.lazy.take() else { return };
+        let ended = Python::attach(|py| {
+            let mut it = it.bind(py).clone();
+            for _ in 0..PULL {
+                match it.next() {
+                    Some(Ok(x)) => self.pulled.push_back(x.unbind()),
+                    Some(Err(e)) => {
+                        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return true;
+                    }
+                    None => return true,
+                }
+            }
+            false
+        });
+        if !ended {
+            self.lazy = Some(it);
+        }
+    }
+}
+
+impl Iterator for Items {
+    type Item = Obj;
+
+    fn next(&mut self) -> Option<Obj> {
+        if let Some(k) = &mut self.known {
+            return k.next();
+        }
+        if self.pulled.is_empty() {
+            self.pull();
+        }
+        self.pulled.pop_front()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.known {
+            Some(k) => k.size_hint(),
+            None if self.lazy.is_none() => (self.pulled.len(), Some(self.pulled.len())),
+            None => (self.pulled.len(), None),
+        }
+    }
+}
+
+/// The core's iterator behind a [`Batch`].
+pub(crate) enum BatchIter {
+    /// With the index of the next item.
+    Ordered(Imap<Items, LocalRun, Obj>, usize),
+    Unordered(MapUnordered<Items, LocalRun, Obj>),
+    Open(MapUnordered<OpenItems<Obj>, LocalRun, Obj>),
+}
+
+type Outcome = (usize, Result<Obj, BatchError>);
+
+fn unordered(r: Result<(usize, Obj), BatchError>) -> Outcome {
+    match r {
+        Ok((index, v)) => (index, Ok(v)),
+        Err(e) => (e.index().unwrap_or(usize::MAX), Err(e)),
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Outcome;
+
+    fn next(&mut self) -> Option<Outcome> {
+        match self {
+            BatchIter::Ordered(it, i) => {
+                let r = it.next()?;
+                let index = r.as_ref().err().and_then(BatchError::index).unwrap_or(*i);
+                *i = index + 1;
+                Some((index, r))
+            }
+            BatchIter::Unordered(it) => Some(unordered(it.next()?)),
+            BatchIter::Open(it) => Some(unordered(it.next()?)),
+        }
+    }
+}
+
+/// The results of one batch: `(index, ok, value)`, or with `values` the
+/// values themselves (failures raised).
+#[pyclass(module = "shoal._shoal", frozen)]
+pub(crate) struct Batch {
+    /// `None` once the batch was cancelled.
+    rx: Mutex<Option<Receiver<Outcome>>>,
+    error: InputError,
+    values: bool,
+}
+
+impl Batch {
+    /// Starts the pump thread of `iter`.
+    pub(crate) fn start(iter: BatchIter, error: InputError, values: bool) -> PyResult<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(PUMP_CAPACITY);
+        std::thread::Builder::new()
+            .name("shoal-batch".into())
+            .spawn(move || {
+                for outcome in iter {
+                    if tx.send(outcome).is_err() {
+                        // The consumer is gone: dropping the iterator
+                        // cancels the chunks still queued.
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| PyValueError::new_err(format!("cannot start a batch thread: {e}")))?;
+        Ok(Batch { rx: Mutex::new(Some(rx)), error, values })
+    }
+
+    fn receiver(&self) -> Option<Receiver<Outcome>> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The next outcome: at once if one is ready, else waiting (lock
+    /// released) up to `timeout`. `Ok(None)`: the batch ended.
+    fn take(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Outcome>> {
+        let Some(rx) = self.receiver() else { return Ok(None) };
+        match rx.try_recv() {
+            Ok(o) => return Ok(Some(o)),
+            Err(TryRecvError::Disconnected) => return self.ended(),
+            Err(TryRecvError::Empty) => {}
+        }
+        let got = py.detach(|| match timeout {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(t) => rx.recv_timeout(t),
+        });
+        match got {
+            Ok(o) => Ok(Some(o)),
+            Err(RecvTimeoutError::Disconnected) => self.ended(),
+            Err(RecvTimeoutError::Timeout) => Err(timeout_error(py)),
+        }
+    }
+
+    /// The end: the input's exception if it raised one.
+    fn ended(&self) -> PyResult<Option<Outcome>> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    fn as_tuple(py: Python<'_>, (index, r): Outcome) -> PyResult<(usize, bool, Obj)> {
+        match r {
+            Ok(v) => Ok((index, true, v)),
+            Err(e @ BatchError::Failed { .. }) => {
+                Ok((index, false, batch_error(py, &e).into_value(py).into_any()))
+            }
+            Err(e) => Err(batch_error(py, &e)),
+        }
+    }
+
+    /// The value, or the exception to raise for a failure.
+    fn as_value(py: Python<'_>, outcome: Outcome) -> PyResult<Obj> {
+        let (_, ok, v) = Self::as_tuple(py, outcome)?;
+        if !ok {
+            return Err(PyErr::from_value(v.into_bound(py)));
+        }
+        if v.bind(py).is_instance(failure_type(py)?)? {
+            let exc = v.bind(py).call_method0("exception")?;
+            return Err(PyErr::from_value(exc));
+        }
+        Ok(v)
+    }
+
+    fn next_outcome(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Obj> {
+        match self.take(py, timeout)? {
+            None => Err(PyStopIteration::new_err(())),
+            Some(o) if self.values => Self::as_value(py, o),
+            Some(o) => Ok(Self::as_tuple(py, o)?.into_pyobject(py)?.into_any().unbind()),
+        }
+    }
+}
+
+/// `shoal._codec.Failure`, looked up once.
+fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    FAILURE.import(py, "shoal._codec", "Failure")
+}
+
+fn timeout_error(py: Python<'_>) -> PyErr {
+    match py.import("multiprocessing").and_then(|m| m.getattr("TimeoutError")) {
+        Ok(cls) => PyErr::from_type(cls.cast_into().expect("an exception class"), ()),
+        Err(e) => e,
+    }
+}
+
+#[pymethods]
+impl Batch {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Obj> {
+        self.next_outcome(py, None)
+    }
+
+    /// `next(it)` waiting at most `timeout` seconds
+    /// (`multiprocessing.TimeoutError` after that), as
+    /// `multiprocessing`'s `IMapIterator.next`.
+    #[pyo3(signature = (timeout=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Obj> {
+        let timeout = match timeout {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a non-negative number of seconds (got {t})"
+                )));
+            }
+        };
+        self.next_outcome(py, timeout)
+    }
+
+    /// Drains the batch: every value in input order (for an ordered batch),
+    /// and the index of the first item that failed (its value is a
+    /// `failure` instance or, for a lost chunk, the exception), if any.
+    fn collect(
+        &self,
+        py: Python<'_>,
+        failure: &Bound<'_, PyAny>,
+    ) -> PyResult<(Py<PyList>, Option<usize>)> {
+        let mut values: Vec<Obj> = Vec::new();
+        let mut first_bad: Option<usize> = None;
+        while let Some(outcome) = self.take(py, None)? {
+            let (index, ok, v) = Self::as_tuple(py, outcome)?;
+            let bad = !ok || v.bind(py).is_instance(failure)?;
+            if bad && first_bad.is_none_or(|b| index < b) {
+                first_bad = Some(index);
+            }
+            values.push(v);
+        }
+        Ok((PyList::new(py, values)?.unbind(), first_bad))
+    }
+
+    /// Stops the batch: queued chunks are dropped, running ones finish.
+    fn cancel(&self) {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The input of an open batch ([`crate::pool::Core::open`]).
+#[pyclass(module = "shoal._shoal", frozen)]
+pub(crate) struct Stream {
+    /// The feeder and the index of the next item; `None` once closed.
+    feeder: Mutex<Option<(Feeder<Obj>, usize)>>,
+}
+
+impl Stream {
+    pub(crate) fn new(feeder: Feeder<Obj>) -> Self {
+        Stream { feeder: Mutex::new(Some((feeder, 0))) }
+    }
+}
+
+#[pymethods]
+impl Stream {
+    /// Adds `(func, args, kwargs)`; returns its index in the results.
+    fn send(&self, item: Obj) -> PyResult<usize> {
+        let mut guard = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((feeder, next)) = guard.as_mut() else {
+            return Err(PyValueError::new_err("Pool not running"));
+        };
+        feeder.send(item).map_err(|_| PyValueError::new_err("Pool not running"))?;
+        *next += 1;
+        Ok(*next - 1)
+    }
+
+    /// Ends the input: the results end once every item sent has ended.
+    fn close(&self) {
+        self.feeder.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
