@@ -1,16 +1,19 @@
 //! [`Batch`]: the results of one batch as a Python iterator, [`Items`]: a
 //! batch's input, and [`Stream`]: the input of an open batch.
 //!
-//! A batch's results are pulled from the core by a *pump* thread, which
-//! waits for chunks without the interpreter lock and hands results over a
-//! bounded channel ([`PUMP_CAPACITY`], so a lazy `imap` stays bounded).
-//! Python takes them without releasing the lock while some are ready
-//! (tens of nanoseconds each) and only blocks, lock released, when none
-//! is. The lock is never held while the core waits, so a reader thread
-//! that needs it to unpickle a chunk is never starved by the consumer.
+//! Iterated (`imap`), a batch's results are pulled from the core by a
+//! *pump* thread, which waits for chunks without the interpreter lock and
+//! hands results over a bounded channel ([`PUMP_CAPACITY`], so a lazy
+//! `imap` stays bounded). Python takes them without releasing the lock
+//! while some are ready (tens of nanoseconds each) and only blocks, lock
+//! released, when none is. Drained whole (`map`, [`Batch::collect`]), the
+//! caller's thread runs the core's iterator itself without the lock and
+//! takes the lock once at the end. The lock is never held while the core
+//! waits, so the threads that need it to unpickle chunks are not starved.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -143,39 +146,56 @@ impl Iterator for BatchIter {
 /// values themselves (failures raised).
 #[pyclass(module = "shoal._shoal", frozen)]
 pub(crate) struct Batch {
-    /// `None` once the batch was cancelled.
-    rx: Mutex<Option<Receiver<Outcome>>>,
+    /// The core's iterator until the pump takes it (first `next`) or
+    /// `collect` drains it.
+    iter: Mutex<Option<BatchIter>>,
+    /// The pump's channel, once it started.
+    rx: OnceLock<Receiver<Outcome>>,
+    /// Tells the pump to stop (`cancel`).
+    cancelled: Arc<AtomicBool>,
     error: InputError,
     values: bool,
 }
 
 impl Batch {
-    /// Starts the pump thread of `iter`.
     pub(crate) fn start(iter: BatchIter, error: InputError, values: bool) -> PyResult<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(PUMP_CAPACITY);
-        std::thread::Builder::new()
-            .name("shoal-batch".into())
-            .spawn(move || {
+        Ok(Batch {
+            iter: Mutex::new(Some(iter)),
+            rx: OnceLock::new(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            error,
+            values,
+        })
+    }
+
+    /// The pump's channel; starts the pump on first use.
+    fn pump(&self) -> &Receiver<Outcome> {
+        self.rx.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::bounded(PUMP_CAPACITY);
+            let Some(iter) = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                return rx; // drained or cancelled: a channel that is over
+            };
+            let cancelled = self.cancelled.clone();
+            let pump = move || {
                 for outcome in iter {
-                    if tx.send(outcome).is_err() {
-                        // The consumer is gone: dropping the iterator
-                        // cancels the chunks still queued.
+                    // A gone consumer or `cancel`: dropping the iterator
+                    // cancels the chunks still queued.
+                    if tx.send(outcome).is_err() || cancelled.load(Ordering::Acquire) {
                         break;
                     }
                 }
-            })
-            .map_err(|e| PyValueError::new_err(format!("cannot start a batch thread: {e}")))?;
-        Ok(Batch { rx: Mutex::new(Some(rx)), error, values })
-    }
-
-    fn receiver(&self) -> Option<Receiver<Outcome>> {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            };
+            if let Err(e) = std::thread::Builder::new().name("shoal-batch".into()).spawn(pump) {
+                eprintln!("shoal: cannot start a batch thread: {e}");
+            }
+            rx
+        })
     }
 
     /// The next outcome: at once if one is ready, else waiting (lock
     /// released) up to `timeout`. `Ok(None)`: the batch ended.
     fn take(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Outcome>> {
-        let Some(rx) = self.receiver() else { return Ok(None) };
+        let rx = self.pump();
         match rx.try_recv() {
             Ok(o) => return Ok(Some(o)),
             Err(TryRecvError::Disconnected) => return self.ended(),
@@ -275,14 +295,26 @@ impl Batch {
     /// Drains the batch: every value in input order (for an ordered batch),
     /// and the index of the first item that failed (its value is a
     /// `failure` instance or, for a lost chunk, the exception), if any.
+    /// Waits without the interpreter lock and takes it once at the end, so
+    /// the threads that unpickle results are not kept waiting for it.
     fn collect(
         &self,
         py: Python<'_>,
         failure: &Bound<'_, PyAny>,
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
-        let mut values: Vec<Obj> = Vec::new();
+        let iter = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outcomes: Vec<Outcome> = match iter {
+            Some(iter) => py.detach(|| iter.collect()),
+            None => {
+                let rx = self.pump();
+                py.detach(|| rx.iter().collect())
+            }
+        };
+        // The input's exception, if it raised one.
+        self.ended()?;
+        let mut values: Vec<Obj> = Vec::with_capacity(outcomes.len());
         let mut first_bad: Option<usize> = None;
-        while let Some(outcome) = self.take(py, None)? {
+        for outcome in outcomes {
             let (index, ok, v) = Self::as_tuple(py, outcome)?;
             let bad = !ok || v.bind(py).is_instance(failure)?;
             if bad && first_bad.is_none_or(|b| index < b) {
@@ -295,7 +327,8 @@ impl Batch {
 
     /// Stops the batch: queued chunks are dropped, running ones finish.
     fn cancel(&self) {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.cancelled.store(true, Ordering::Release);
+        self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
