@@ -5,12 +5,16 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shoal_core::Pool;
+use pyo3::types::PyList;
+use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
 use crate::batch::{Batch, BatchIter, Items, Stream};
 use crate::chunk::{EACH, LocalRun, Obj, codec};
+use crate::errors::batch_error;
+
+type Prepared<'p> = (BatchBuilder<'p>, LocalRun, Option<Codec<Obj, Obj>>);
 
 /// One pool of the Rust core, on the threads or the process backend.
 #[pyclass(module = "shoal._shoal", frozen)]
@@ -22,6 +26,45 @@ pub(crate) struct Core {
 impl Core {
     fn pool(&self) -> &Pool {
         self.pool.as_ref().expect("the pool lives as long as its Core")
+    }
+
+    /// A batch's builder, local function and codec (process backend).
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        py: Python<'_>,
+        func: Obj,
+        function: Option<Py<PyBytes>>,
+        mode: u8,
+        chunksize: Option<usize>,
+        max_in_flight: Option<usize>,
+        task_timeout: Option<f64>,
+        progress_bar: bool,
+    ) -> PyResult<Prepared<'_>> {
+        if mode > 2 {
+            return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
+        }
+        let run = LocalRun::new(py, func, mode)?;
+        let codec = match (self.pool().runs_closures(), function) {
+            (true, _) => None,
+            (false, Some(f)) => Some(codec(py, f, mode)?),
+            (false, None) => {
+                return Err(PyValueError::new_err(
+                    "function: the process backend needs the pickled function",
+                ));
+            }
+        };
+        let mut b = self.pool().batch().progress_bar(progress_bar);
+        if let Some(n) = chunksize {
+            b = b.chunksize(n);
+        }
+        if let Some(n) = max_in_flight {
+            b = b.max_in_flight(n);
+        }
+        if let Some(d) = seconds("task_timeout", task_timeout)? {
+            b = b.task_timeout(d);
+        }
+        Ok((b, run, codec))
     }
 }
 
@@ -165,37 +208,65 @@ impl Core {
         progress_bar: bool,
         values: bool,
     ) -> PyResult<Batch> {
-        if mode > 2 {
-            return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
-        }
         let items = Items::new(items)?;
         let error = items.error();
-        let run = LocalRun::new(py, func, mode)?;
-        let codec = match (self.pool().runs_closures(), function) {
-            (true, _) => None,
-            (false, Some(f)) => Some(codec(py, f, mode)?),
-            (false, None) => {
-                return Err(PyValueError::new_err(
-                    "function: the process backend needs the pickled function",
-                ));
-            }
-        };
-        let mut b = self.pool().batch().progress_bar(progress_bar);
-        if let Some(n) = chunksize {
-            b = b.chunksize(n);
-        }
-        if let Some(n) = max_in_flight {
-            b = b.max_in_flight(n);
-        }
-        if let Some(d) = seconds("task_timeout", task_timeout)? {
-            b = b.task_timeout(d);
-        }
+        let (b, run, codec) = self.prepare(
+            py,
+            func,
+            function,
+            mode,
+            chunksize,
+            max_in_flight,
+            task_timeout,
+            progress_bar,
+        )?;
         let iter = if ordered {
             BatchIter::Ordered(b.imap_with(run, codec, items), 0)
         } else {
             BatchIter::Unordered(b.map_unordered_with(run, codec, items))
         };
         Batch::start(iter, error, values)
+    }
+
+    /// A whole ordered batch at once (`map`): every value in input order and
+    /// the index of the first failed item (a `failure` instance, or the
+    /// exception of a lost chunk), if any. Chunks are sized to the input's
+    /// length when it is known (no cap for laziness), and the caller waits
+    /// without the interpreter lock.
+    #[pyo3(signature = (func, function, mode, items, failure, *, chunksize=None, task_timeout=None, progress_bar=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn map(
+        &self,
+        py: Python<'_>,
+        func: Obj,
+        function: Option<Py<PyBytes>>,
+        mode: u8,
+        items: &Bound<'_, PyAny>,
+        failure: &Bound<'_, PyAny>,
+        chunksize: Option<usize>,
+        task_timeout: Option<f64>,
+        progress_bar: bool,
+    ) -> PyResult<(Py<PyList>, Option<usize>)> {
+        let items = Items::new(items)?;
+        let error = items.error();
+        let (b, run, codec) =
+            self.prepare(py, func, function, mode, chunksize, None, task_timeout, progress_bar)?;
+        let out = py.detach(|| b.map_with(run, codec, items));
+        if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let values = match out {
+            Ok(values) => values,
+            Err(e) => return Err(batch_error(py, &e)),
+        };
+        let mut first_bad = None;
+        for (i, v) in values.iter().enumerate() {
+            if v.bind(py).is_instance(failure)? {
+                first_bad = Some(i);
+                break;
+            }
+        }
+        Ok((PyList::new(py, values)?.unbind(), first_bad))
     }
 
     /// Starts an open batch for single calls (`apply_async`, `submit`):
@@ -249,4 +320,3 @@ impl Core {
         py.detach(|| self.pool().insights().to_string())
     }
 }
-

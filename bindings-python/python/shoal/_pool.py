@@ -317,16 +317,47 @@ class Pool:
             values=values,
         )
 
+    def _map(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: Optional[int],
+        progress_bar: bool,
+        check: bool = True,
+    ) -> Tuple[List[Any], Optional[int]]:
+        """Every value of an ordered batch and the first failed index: the
+        core's eager map, chunked to the input's length when it has one.
+        ``check=False``: accepted earlier (``map_async``), runs even if the
+        pool was closed since."""
+        if check:
+            self._check_running()
+        if not callable(func):
+            raise TypeError(f"func must be callable (got {type(func).__name__})")
+        _positive_int("chunksize", chunksize)
+        if self._wrap:
+            func = _context.WithContext(func)
+        function = _codec.dump_function(func) if self._process else None
+        return self._core.map(
+            func, function, mode, iterable, Failure, chunksize=chunksize, progress_bar=progress_bar
+        )
+
     def _run(
-        self, func: Callable[..., Any], iterable: Iterable[Any], mode: int, chunksize: Optional[int], progress_bar: bool
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: Optional[int],
+        progress_bar: bool,
+        check: bool = True,
     ) -> List[Any]:
         """A whole ordered batch: every value, or the first item's exception."""
         _check_bool("progress_bar", progress_bar)
         bar = _tqdm(_length(iterable)) if progress_bar else None
-        batch = self._batch(func, iterable, mode, chunksize, progress_bar=progress_bar and bar is None)
         if bar is None:
-            values, bad = batch.collect(Failure)
+            values, bad = self._map(func, iterable, mode, chunksize, progress_bar, check)
         else:
+            batch = self._batch(func, iterable, mode, chunksize)
             values, bad = [], None
             with bar:
                 for index, ok, value in batch:
@@ -461,15 +492,13 @@ class Pool:
         on_progress: Optional[Callable[[float], object]],
     ) -> AsyncResult:
         if on_result is None and on_progress is None:
-            batch = self._batch(func, iterable, mode, chunksize)
-
-            def collect() -> List[Any]:
-                values, bad = batch.collect(Failure)
-                if bad is not None:
-                    _raise_for(values[bad])
-                return values
-
-            return self._async(collect, callback, error_callback)
+            self._check_running()
+            if not callable(func):
+                raise TypeError(f"func must be callable (got {type(func).__name__})")
+            _positive_int("chunksize", chunksize)
+            return self._async(
+                lambda: self._run(func, iterable, mode, chunksize, False, check=False), callback, error_callback
+            )
         items = list(iterable)
         n = len(items)
         unordered = self._batch(func, items, mode, chunksize, ordered=False)

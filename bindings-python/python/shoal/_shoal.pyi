@@ -56,6 +56,18 @@ class Core:
         progress_bar: bool = False,
         values: bool = False,
     ) -> Batch: ...
+    def map(
+        self,
+        func: Any,
+        function: Optional[bytes],
+        mode: int,
+        items: Any,
+        failure: type,
+        *,
+        chunksize: Optional[int] = None,
+        task_timeout: Optional[float] = None,
+        progress_bar: bool = False,
+    ) -> Tuple[list[Any], Optional[int]]: ...
     def open(self, *, task_timeout: Optional[float] = None) -> Tuple[Stream, Batch]: ...
     def close(self) -> None: ...
     def join(self) -> None: ...
