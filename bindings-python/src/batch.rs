@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use pyo3::exceptions::{PyStopIteration, PyValueError};
@@ -201,10 +201,7 @@ impl Batch {
             Err(TryRecvError::Disconnected) => return self.ended(),
             Err(TryRecvError::Empty) => {}
         }
-        let got = py.detach(|| match timeout {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(t) => rx.recv_timeout(t),
-        });
+        let got = crate::interrupt::recv(py, rx, timeout.map(|t| Instant::now() + t))?;
         match got {
             Ok(o) => Ok(Some(o)),
             Err(RecvTimeoutError::Disconnected) => self.ended(),
@@ -304,10 +301,10 @@ impl Batch {
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
         let iter = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
         let outcomes: Vec<Outcome> = match iter {
-            Some(iter) => py.detach(|| iter.collect()),
+            Some(iter) => crate::interrupt::run(py, "shoal-collect", move || iter.collect())?,
             None => {
-                let rx = self.pump();
-                py.detach(|| rx.iter().collect())
+                let rx = self.pump().clone();
+                crate::interrupt::run(py, "shoal-collect", move || rx.iter().collect())?
             }
         };
         // The input's exception, if it raised one.

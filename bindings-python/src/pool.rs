@@ -41,6 +41,45 @@ impl Core {
         task_timeout: Option<f64>,
         progress_bar: bool,
     ) -> PyResult<Prepared<'_>> {
+        let (run, codec) = self.prepare_parts(py, func, function, mode)?;
+        let b = self
+            .builder(chunksize, max_in_flight, task_timeout, progress_bar)
+            .map_err(PyValueError::new_err)?;
+        Ok((b, run, codec))
+    }
+
+    /// A batch's builder with its options.
+    fn builder(
+        &self,
+        chunksize: Option<usize>,
+        max_in_flight: Option<usize>,
+        task_timeout: Option<f64>,
+        progress_bar: bool,
+    ) -> Result<BatchBuilder<'_>, String> {
+        let mut b = self.pool().batch().progress_bar(progress_bar);
+        if let Some(n) = chunksize {
+            b = b.chunksize(n);
+        }
+        if let Some(n) = max_in_flight {
+            b = b.max_in_flight(n);
+        }
+        if let Some(d) = task_timeout {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(format!("task_timeout must be a positive number of seconds (got {d})"));
+            }
+            b = b.task_timeout(Duration::from_secs_f64(d));
+        }
+        Ok(b)
+    }
+
+    /// A batch's local function and, for the process backend, its codec.
+    fn prepare_parts(
+        &self,
+        py: Python<'_>,
+        func: Obj,
+        function: Option<Py<PyBytes>>,
+        mode: u8,
+    ) -> PyResult<(LocalRun, Option<Codec<Obj, Obj>>)> {
         if mode > 2 {
             return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
         }
@@ -54,17 +93,7 @@ impl Core {
                 ));
             }
         };
-        let mut b = self.pool().batch().progress_bar(progress_bar);
-        if let Some(n) = chunksize {
-            b = b.chunksize(n);
-        }
-        if let Some(n) = max_in_flight {
-            b = b.max_in_flight(n);
-        }
-        if let Some(d) = seconds("task_timeout", task_timeout)? {
-            b = b.task_timeout(d);
-        }
-        Ok((b, run, codec))
+        Ok((run, codec))
     }
 }
 
@@ -236,7 +265,7 @@ impl Core {
     #[pyo3(signature = (func, function, mode, items, failure, *, chunksize=None, task_timeout=None, progress_bar=false))]
     #[allow(clippy::too_many_arguments)]
     fn map(
-        &self,
+        slf: Py<Self>,
         py: Python<'_>,
         func: Obj,
         function: Option<Py<PyBytes>>,
@@ -249,9 +278,16 @@ impl Core {
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
         let items = Items::new(items)?;
         let error = items.error();
-        let (b, run, codec) =
-            self.prepare(py, func, function, mode, chunksize, None, task_timeout, progress_bar)?;
-        let out = py.detach(|| b.map_with(run, codec, items));
+        // The batch runs on a thread of its own (which keeps the Core
+        // alive), so that Ctrl-C interrupts the caller's wait.
+        let core = slf.clone_ref(py);
+        let prepared = slf.get().prepare_parts(py, func, function, mode)?;
+        let out = crate::interrupt::run(py, "shoal-map", move || {
+            let (run, codec) = prepared;
+            let b = core.get().builder(chunksize, None, task_timeout, progress_bar)?;
+            Ok::<_, String>(b.map_with(run, codec, items))
+        })?
+        .map_err(PyValueError::new_err)?;
         if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
@@ -296,8 +332,9 @@ impl Core {
     }
 
     /// Waits until the pool closed and every worker exited.
-    fn join(&self, py: Python<'_>) {
-        py.detach(|| self.pool().join());
+    fn join(slf: Py<Self>, py: Python<'_>) -> PyResult<()> {
+        let core = slf.clone_ref(py);
+        crate::interrupt::run(py, "shoal-join", move || core.get().pool().join())
     }
 
     /// Cancels every task, stops the workers and waits for them.

@@ -186,3 +186,39 @@ def test_invalid_batch_options(pool):
         shoal.Pool(1, initializer=5)
     with pytest.raises(TypeError, match="callable"):
         pool.map(5, [1])
+
+
+@pytest.mark.parametrize("how", ["map", "imap", "join"])
+def test_ctrl_c_interrupts_a_waiting_caller(how):
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt in a caller waiting for results."""
+    import os
+    import signal
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(_):
+        started.set()
+        release.wait(60)
+        return 1
+
+    def interrupt():
+        started.wait(60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt)
+    p = shoal.Pool(1, backend="threads")
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if how == "map":
+                p.map(slow, [0])
+            elif how == "imap":
+                next(p.imap(slow, [0]))
+            else:
+                p.apply_async(slow, (0,))
+                p.close()
+                p.join()
+    finally:
+        release.set()
+        helper.join()
+        p.terminate()
