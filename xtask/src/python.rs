@@ -11,7 +11,9 @@
 //!    [`TEST_PACKAGES`]. A fresh environment catches a wheel that only
 //!    works next to the source tree.
 //! 4. `python -m mypy.stubtest shoal._shoal` checks `_shoal.pyi` against
-//!    the built module; then `python -m pytest bindings-python/tests`.
+//!    the built module, `mypy` type-checks the package's sources (settings
+//!    in `bindings-python/pyproject.toml`); then `python -m pytest
+//!    bindings-python/tests`.
 //!
 //! Needs `python3` (3.9 or newer) with the `venv` module (Debian:
 //! `python3-venv`) and network access to PyPI; says so when missing.
@@ -107,6 +109,12 @@ pub fn test(root: &Path) -> Result<(), String> {
         .dir(&tests)
         .run()
         .map_err(|e| format!("the stubs in _shoal.pyi do not match the module: {e}"))?;
+    let package = root.join("bindings-python");
+    Cmd::new(&py)
+        .args(["-m", "mypy", "--config-file", "pyproject.toml", "python/shoal"])
+        .dir(&package)
+        .run()
+        .map_err(|e| format!("the Python sources do not type-check: {e}"))?;
     Cmd::new(&py)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "."])
         .dir(&tests)

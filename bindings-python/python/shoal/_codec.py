@@ -93,8 +93,9 @@ def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[
     return out
 
 
-def dump_function(func: Callable[..., Any]) -> bytes:
-    """The function as bytes for worker processes (lambdas and closures too)."""
+def dump_function(func: object) -> bytes:
+    """The function (or settings holding functions) as bytes for worker
+    processes (lambdas and closures too)."""
     import cloudpickle
 
     try:

@@ -32,7 +32,9 @@ def to_env(obj: object) -> str:
 
 def main() -> None:
     if "SHOAL_PY_PATH" in os.environ:
-        sys.path[:] = from_env("SHOAL_PY_PATH")  # type: ignore[assignment]
+        path = from_env("SHOAL_PY_PATH")
+        assert isinstance(path, list)
+        sys.path[:] = path
     from . import _shoal
 
     if "SHOAL_PY_SETUP" not in os.environ:
