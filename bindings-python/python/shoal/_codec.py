@@ -15,7 +15,7 @@ the exception it raised (and, from a process, its traceback as text).
 from __future__ import annotations
 
 import itertools
-import pickle
+import _pickle as pickle  # the C module: pickle.py imports `re`, slow for workers
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
@@ -33,7 +33,7 @@ APPLY = 2
 #: (pickled by cloudpickle for worker processes)
 EACH = 3
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL on 3.8+
 
 
 class Failure:

@@ -19,7 +19,7 @@ arguments is asked for.
 from __future__ import annotations
 
 import os
-import pickle
+import _pickle as pickle  # the C module: pickle.py imports `re`
 
 from . import _shoal
 
@@ -147,5 +147,5 @@ def write_shared(objects: "Any") -> str:
     directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
     fd, path = tempfile.mkstemp(prefix="shoal-shared-", suffix=".pkl", dir=directory)
     with os.fdopen(fd, "wb") as f:
-        cloudpickle.dump(objects, f, protocol=pickle.HIGHEST_PROTOCOL)
+        cloudpickle.dump(objects, f, protocol=5)
     return path

@@ -8,7 +8,7 @@ the task's own: its worker died, it ran too long, it could not be pickled.
 
 from __future__ import annotations
 
-import pickle
+from _pickle import PicklingError  # the C module: pickle.py imports `re`, slow for workers
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -26,7 +26,7 @@ class TaskTimeoutError(ShoalError, TimeoutError):
     """The task ran longer than its ``task_timeout``; its worker was stopped."""
 
 
-class SerializationError(ShoalError, pickle.PicklingError):
+class SerializationError(ShoalError, PicklingError):
     """A function, argument or result could not be pickled or unpickled."""
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import binascii
 import os
-import pickle
+import _pickle as pickle  # the C module: pickle.py imports `re`
 import sys
 
 
