@@ -222,3 +222,13 @@ def test_ctrl_c_interrupts_a_waiting_caller(how):
         release.set()
         helper.join()
         p.terminate()
+
+
+def test_large_items_get_small_automatic_chunks():
+    from shoal._pool import CHUNK_BYTES, _large_item_chunksize
+
+    assert _large_item_chunksize([bytes(CHUNK_BYTES)] * 3) == 1
+    assert _large_item_chunksize([bytes(CHUNK_BYTES // 4)] * 3) in (3, 4)
+    assert _large_item_chunksize(list(range(100))) is None
+    assert _large_item_chunksize(iter([bytes(CHUNK_BYTES)])) is None
+    assert _large_item_chunksize([]) is None
