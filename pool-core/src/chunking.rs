@@ -3,13 +3,15 @@
 //! Tiny tasks need big chunks (a dispatch costs microseconds), long tasks
 //! need chunks of one (batching them ruins load balance, see W2 in
 //! DESIGN.md). The [`Chunker`] measures the time per item from finished
-//! chunks and sizes the next chunk:
+//! chunks (their time over their items, older chunks weighing less, see
+//! [`DECAY`]) and sizes the next chunk:
 //! - when the number of items left is known, `left / (2 × workers)` (guided
 //!   self-scheduling: chunks shrink towards the end so workers finish
 //!   together);
 //! - but at least long enough to pay for its dispatch: [`OVERHEAD_FACTOR`]
 //!   times the smallest per-chunk overhead measured (the round trip minus
-//!   the time the chunk ran; [`MIN_CHUNK_TIME`] until one is measured), at
+//!   the time the chunk ran, plus the shortest run of a one-item chunk;
+//!   [`MIN_CHUNK_TIME`] until one is measured), at
 //!   the mean item time, clamped to [`FLOOR_CHUNK_TIME`]..[`MIN_CHUNK_TIME`];
 //! - and at most [`MAX_CHUNK_TIME`] at the *slowest* recent item time.
 //!
@@ -45,14 +47,23 @@ pub const TRUSTED_SAMPLE: Duration = Duration::from_millis(1);
 /// How many recent trusted chunks bound the chunk size.
 pub const SLOWEST_WINDOW: usize = 8;
 
+/// The time per item is the sum of the chunks' times over the sum of
+/// their items, each older chunk weighing this much less. Weighing by
+/// items, not by chunk: a probe of one item on a worker process takes a
+/// whole round trip (tens of µs) whatever the item costs, and a per-chunk
+/// average let that probe hold the next chunks small for several round
+/// trips (P-W1 ran as ~24 chunks, ~1 ms of its 3.5 ms in that ramp).
+pub const DECAY: f64 = 0.5;
+
 /// Sizes chunks; sans-IO (durations come from the caller).
 #[derive(Clone, Debug)]
 pub struct Chunker {
     fixed: Option<usize>,
     workers: usize,
     cap: usize,
-    /// Smoothed nanoseconds per item, once measured.
-    per_item_ns: Option<f64>,
+    /// Decayed sums of the measured chunks' nanoseconds and items (see
+    /// [`DECAY`]); the time per item is their ratio.
+    sums: Option<(f64, f64)>,
     /// Nanoseconds per item of the last [`SLOWEST_WINDOW`] chunks (0 for
     /// untrusted ones); their maximum bounds the chunk size. A window, not an all-time
     /// maximum: a cold start (a worker process's first job takes
@@ -60,6 +71,9 @@ pub struct Chunker {
     recent: std::collections::VecDeque<f64>,
     /// The smallest overhead of one chunk seen (round trip minus run time).
     overhead: Option<Duration>,
+    /// The shortest run time of a one-item chunk seen: at most the fixed
+    /// cost that a run time includes (see [`Chunker::observe_round_trip`]).
+    shortest: Option<Duration>,
 }
 
 impl Chunker {
@@ -69,9 +83,10 @@ impl Chunker {
             fixed: None,
             workers: workers.max(1),
             cap: usize::MAX,
-            per_item_ns: None,
+            sums: None,
             recent: std::collections::VecDeque::new(),
             overhead: None,
+            shortest: None,
         }
     }
 
@@ -81,9 +96,10 @@ impl Chunker {
             fixed: Some(chunksize.max(1)),
             workers: 1,
             cap: usize::MAX,
-            per_item_ns: None,
+            sums: None,
             recent: std::collections::VecDeque::new(),
             overhead: None,
+            shortest: None,
         }
     }
 
@@ -96,7 +112,11 @@ impl Chunker {
 
     /// The measured time per item, if any.
     pub fn per_item(&self) -> Option<Duration> {
-        self.per_item_ns.map(|ns| Duration::from_nanos(ns as u64))
+        self.per_item_ns().map(|ns| Duration::from_nanos(ns as u64))
+    }
+
+    fn per_item_ns(&self) -> Option<f64> {
+        self.sums.map(|(ns, items)| ns / items)
     }
 
     /// A chunk of `items` took `elapsed` on a worker.
@@ -112,36 +132,39 @@ impl Chunker {
             self.recent.pop_front();
         }
         self.recent.push_back(if elapsed >= TRUSTED_SAMPLE { sample } else { 0.0 });
-        self.per_item_ns = Some(match self.per_item_ns {
-            None => sample,
-            // Weigh by items: a big chunk's measurement is the better one.
-            Some(old) => {
-                let w = (items as f64 / (items as f64 + 64.0)).clamp(0.25, 0.9);
-                old * (1.0 - w) + sample * w
-            }
-        });
+        let (ns, n) = self.sums.unwrap_or((0.0, 0.0));
+        self.sums = Some((ns * DECAY + elapsed.as_nanos() as f64, n * DECAY + items as f64));
     }
 
-    /// A chunk came back `round_trip` after it was submitted and ran for
-    /// `elapsed` of it. The smallest difference seen is the overhead of a
-    /// chunk (larger ones waited in a queue).
-    pub fn observe_round_trip(&mut self, round_trip: Duration, elapsed: Duration) {
+    /// A chunk of `items` came back `round_trip` after it was submitted
+    /// and ran for `elapsed` of it. The smallest difference seen is the
+    /// overhead of a chunk outside its run (larger ones waited in a queue).
+    /// The run time may hold a fixed cost too: a chunk on a worker process
+    /// is timed from its dispatch to its result, so the pipe, the wake-ups
+    /// and the decoding are in it, tens of µs even for one item. The
+    /// shortest run of a one-item chunk (the probes an automatic batch
+    /// starts with) bounds that part; both add up to the overhead.
+    pub fn observe_round_trip(&mut self, items: usize, round_trip: Duration, elapsed: Duration) {
         let overhead = round_trip.saturating_sub(elapsed);
         self.overhead = Some(self.overhead.map_or(overhead, |o| o.min(overhead)));
+        if items == 1 {
+            self.shortest = Some(self.shortest.map_or(elapsed, |s| s.min(elapsed)));
+        }
     }
 
     /// The shortest chunk worth dispatching, in time.
     fn min_chunk_time(&self) -> Duration {
         match self.overhead {
             None => MIN_CHUNK_TIME,
-            Some(o) => (o * OVERHEAD_FACTOR).clamp(FLOOR_CHUNK_TIME, MIN_CHUNK_TIME),
+            Some(o) => ((o + self.shortest.unwrap_or_default()) * OVERHEAD_FACTOR)
+                .clamp(FLOOR_CHUNK_TIME, MIN_CHUNK_TIME),
         }
     }
 
     /// How many items the next chunk should hold; `left` is the number of
     /// items not yet handed out, when known.
     pub fn next_size(&self, left: Option<usize>) -> usize {
-        let size = match (self.fixed, self.per_item_ns) {
+        let size = match (self.fixed, self.per_item_ns()) {
             (Some(n), _) => n,
             (None, None) => 1,
             (None, Some(ns)) => {
@@ -202,16 +225,31 @@ mod tests {
         // W1 on threads: 0.6 ns per item, a chunk costs 4 µs to dispatch.
         let mut c = Chunker::automatic(2);
         c.observe(100_000, Duration::from_micros(60));
-        c.observe_round_trip(Duration::from_micros(70), Duration::from_micros(60));
-        c.observe_round_trip(Duration::from_micros(200), Duration::from_micros(196));
+        c.observe_round_trip(100_000, Duration::from_micros(70), Duration::from_micros(60));
+        c.observe_round_trip(100_000, Duration::from_micros(200), Duration::from_micros(196));
         // The floor is 10 x 4 us = 40 us of items, so guided sizes win
         // until the end: two workers get several chunks each.
         assert_eq!(c.next_size(Some(1_000_000)), 250_000);
         assert_eq!(c.next_size(Some(300_000)), 75_000);
         assert_eq!(c.next_size(Some(100_000)), 66_666);
         // Free dispatch still keeps FLOOR_CHUNK_TIME's worth.
-        c.observe_round_trip(Duration::from_micros(60), Duration::from_micros(60));
+        c.observe_round_trip(100_000, Duration::from_micros(60), Duration::from_micros(60));
         assert_eq!(c.next_size(Some(100_000)), 33_333);
+    }
+
+    #[test]
+    fn a_remote_probes_fixed_cost_raises_the_floor() {
+        // P-W1: a one-item probe on a worker process runs 50 µs (the pipe
+        // and the wake-ups are inside its run time), then items prove to
+        // cost ~15 ns. The floor is MIN_CHUNK_TIME's worth (13 043 items),
+        // not 10 x the 3 µs the dispatcher adds outside the run.
+        let mut c = Chunker::automatic(2);
+        c.observe(1, Duration::from_micros(50));
+        c.observe_round_trip(1, Duration::from_micros(53), Duration::from_micros(50));
+        c.observe(25_000, Duration::from_micros(375));
+        c.observe_round_trip(25_000, Duration::from_micros(378), Duration::from_micros(375));
+        c.observe(25_000, Duration::from_micros(375));
+        assert_eq!(c.next_size(Some(20_000)), 13_043);
     }
 
     #[test]
@@ -244,6 +282,19 @@ mod tests {
         c.observe(200, Duration::from_micros(60));
         c.observe(2000, Duration::from_micros(100));
         assert!(c.next_size(Some(100_000)) >= 4000, "{}", c.next_size(Some(100_000)));
+    }
+
+    #[test]
+    fn a_probes_round_trip_does_not_hold_back_the_next_chunks() {
+        // P-W1: a one-item probe on a worker process takes a 50 µs round
+        // trip; the next chunk (200 items: the 10 ms bound at 50 µs per
+        // item) shows items cost ~20 ns. One round trip later, the chunks
+        // are the guided size, not a few hundred items.
+        let mut c = Chunker::automatic(2);
+        c.observe(1, Duration::from_micros(50));
+        assert_eq!(c.next_size(Some(100_000)), 200);
+        c.observe(200, Duration::from_micros(54));
+        assert_eq!(c.next_size(Some(100_000)), 25_000);
     }
 
     #[test]

@@ -82,6 +82,13 @@ pub fn encode_chunk<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
     chunk::encode_arguments(items).map_err(|e| format!("cannot serialize the arguments: {e}"))
 }
 
+/// [`encode_chunk`] into `out`, replacing its contents: reusing one buffer
+/// for many chunks saves faulting in fresh pages for each.
+pub fn encode_chunk_into<A: Serialize>(items: &[A], out: &mut Vec<u8>) -> Result<(), String> {
+    chunk::encode_arguments_into(items, out)
+        .map_err(|e| format!("cannot serialize the arguments: {e}"))
+}
+
 /// Reads the results of a chunk (the DONE payload of a named function):
 /// one entry per item, `Err` holding the panic message of that item.
 /// Trailing bytes mean the two sides disagree on the type: an error rather

@@ -75,14 +75,36 @@ fn estimate<T>(n: usize) -> usize {
 /// from the first item's encoding (a chunk of 1 MiB byte buffers is sized
 /// once instead of doubling, and copied, about log2(n) times).
 pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
-    let mut ser =
-        postcard::Serializer { output: VecOut(Vec::with_capacity(estimate::<A>(items.len()))) };
-    items.len().serialize(&mut ser).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    encode_arguments_into(items, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_arguments`] into `out` (cleared first), so a caller can reuse
+/// one warm buffer for many chunks instead of faulting in fresh pages for
+/// each (a chunk of 1 MiB payloads is megabytes).
+pub(super) fn encode_arguments_into<A: Serialize>(
+    items: &[A],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.clear();
+    out.reserve(estimate::<A>(items.len()));
+    let mut ser = postcard::Serializer { output: VecOut(std::mem::take(out)) };
+    let encoded = encode_items(items, &mut ser);
+    *out = ser.output.0;
+    encoded
+}
+
+fn encode_items<A: Serialize>(
+    items: &[A],
+    ser: &mut postcard::Serializer<VecOut>,
+) -> Result<(), String> {
+    items.len().serialize(&mut *ser).map_err(|e| e.to_string())?;
     let Some((first, rest)) = items.split_first() else {
-        return Ok(ser.output.0);
+        return Ok(());
     };
     let before = ser.output.0.len();
-    first.serialize(&mut ser).map_err(|e| e.to_string())?;
+    first.serialize(&mut *ser).map_err(|e| e.to_string())?;
     let first_len = ser.output.0.len() - before;
     let wanted = first_len.saturating_mul(rest.len());
     let spare = ser.output.0.capacity() - ser.output.0.len();
@@ -90,9 +112,9 @@ pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, Str
         ser.output.0.reserve(wanted.min(MAX_FIRST_RESERVE));
     }
     for item in rest {
-        item.serialize(&mut ser).map_err(|e| e.to_string())?;
+        item.serialize(&mut *ser).map_err(|e| e.to_string())?;
     }
-    Ok(ser.output.0)
+    Ok(())
 }
 
 /// Why running a chunk failed as a whole.
@@ -327,6 +349,15 @@ mod tests {
         let big: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; i]).collect();
         assert_eq!(encode_arguments(&big).unwrap(), postcard::to_stdvec(&big).unwrap());
         assert_eq!(encode_arguments::<u8>(&[]).unwrap(), [0]);
+    }
+
+    #[test]
+    fn encoding_into_a_used_buffer_replaces_its_bytes() {
+        let mut buf = vec![0xee; 100];
+        encode_arguments_into(&[4u32, 3, 300], &mut buf).unwrap();
+        assert_eq!(buf, [3, 4, 3, 0xac, 0x02]);
+        encode_arguments_into::<u32>(&[], &mut buf).unwrap();
+        assert_eq!(buf, [0]);
     }
 
     #[test]

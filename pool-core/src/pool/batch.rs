@@ -382,6 +382,75 @@ pub type EncodeChunk<A> = Arc<dyn Fn(&[A]) -> Result<Vec<u8>, String> + Send + S
 pub type DecodeChunk<R> =
     Arc<dyn Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync>;
 
+/// Encodes a chunk's items into a buffer the batch reuses (its old
+/// contents are to be replaced).
+type EncodeChunkInto<A> = Arc<dyn Fn(&[A], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
+/// Decodes a worker's results of a chunk as values and sparse errors.
+type DecodeChunkSplit<R> =
+    Arc<dyn Fn(&[u8]) -> Result<crate::function::Split<R>, String> + Send + Sync>;
+
+enum Encoder<A> {
+    /// A fresh buffer per chunk ([`Codec::new`]).
+    Fresh(EncodeChunk<A>),
+    /// Into a reused buffer ([`Codec::for_function`]).
+    Into(EncodeChunkInto<A>),
+}
+
+pub(super) enum Decoder<R> {
+    /// One `Result` per item ([`Codec::new`]).
+    PerItem(DecodeChunk<R>),
+    /// Values and sparse errors, as the chunk convention stores them
+    /// ([`Codec::for_function`]): no `Result` per item to build and split.
+    Split(DecodeChunkSplit<R>),
+}
+
+impl<R> Clone for Decoder<R> {
+    fn clone(&self) -> Self {
+        match self {
+            Decoder::PerItem(d) => Decoder::PerItem(d.clone()),
+            Decoder::Split(d) => Decoder::Split(d.clone()),
+        }
+    }
+}
+
+/// A chunk's values and the `(offset, error)` of its items that failed.
+type Ran<R> = (Vec<R>, Vec<(usize, TaskError)>);
+
+impl<R> Decoder<R> {
+    /// The values and the `(offset, error)` of the items that failed, checked
+    /// against the chunk's `len`.
+    fn decode(&self, bytes: &[u8], len: usize) -> Result<Ran<R>, TaskError> {
+        let (values, errors) = match self {
+            Decoder::Split(decode) => {
+                let (values, errors) = decode(bytes).map_err(TaskError::serialization)?;
+                let errors: Vec<(usize, TaskError)> =
+                    errors.into_iter().map(|(o, m)| (o, TaskError::panic(m))).collect();
+                (values, errors)
+            }
+            Decoder::PerItem(decode) => {
+                let results = decode(bytes).map_err(TaskError::serialization)?;
+                let mut values = Vec::with_capacity(results.len());
+                let mut errors = Vec::new();
+                for (offset, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(v) => values.push(v),
+                        Err(message) => errors.push((offset, TaskError::panic(message))),
+                    }
+                }
+                (values, errors)
+            }
+        };
+        let n = values.len() + errors.len();
+        if n != len {
+            return Err(TaskError::serialization(format!(
+                "the worker returned {n} results for {len} items"
+            )));
+        }
+        // Offsets come checked (strictly increasing, below the count).
+        Ok((values, errors))
+    }
+}
+
 /// How the chunks of a batch travel to workers that cannot run closures
 /// (other processes): the name of the function the worker resolves in its
 /// [`crate::Registry`], and how items and results become bytes.
@@ -389,8 +458,8 @@ pub type DecodeChunk<R> =
 /// make their own (the Python binding pickles).
 pub struct Codec<A, R> {
     function: &'static str,
-    encode: EncodeChunk<A>,
-    decode: DecodeChunk<R>,
+    encode: Encoder<A>,
+    decode: Decoder<R>,
 }
 
 impl<A, R> Codec<A, R> {
@@ -401,20 +470,26 @@ impl<A, R> Codec<A, R> {
         encode: impl Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
         decode: impl Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync + 'static,
     ) -> Self {
-        Codec { function, encode: Arc::new(encode), decode: Arc::new(decode) }
+        Codec {
+            function,
+            encode: Encoder::Fresh(Arc::new(encode)),
+            decode: Decoder::PerItem(Arc::new(decode)),
+        }
     }
 
-    /// The codec of a named [`Function`] (postcard), as `map_fn` uses.
+    /// The codec of a named [`Function`] (postcard), as `map_fn` uses: it
+    /// encodes into buffers the batch reuses and decodes results straight
+    /// into values and errors.
     pub fn for_function(f: &'static Function<A, R>) -> Self
     where
         A: Serialize + 'static,
         R: DeserializeOwned + 'static,
     {
-        Codec::new(
-            f.name(),
-            crate::function::encode_chunk::<A>,
-            crate::function::decode_results::<R>,
-        )
+        Codec {
+            function: f.name(),
+            encode: Encoder::Into(Arc::new(crate::function::encode_chunk_into::<A>)),
+            decode: Decoder::Split(Arc::new(crate::function::decode_results_split::<R>)),
+        }
     }
 }
 
@@ -446,7 +521,7 @@ pub(super) struct ChunkEnd<R> {
     /// Counts chunk ends alive; a scoped batch waits for zero.
     alive: Arc<AtomicUsize>,
     /// For named chunks: reads the worker's result bytes.
-    decode: Option<DecodeChunk<R>>,
+    decode: Option<Decoder<R>>,
     /// When a worker took the chunk (named chunks time themselves here).
     started_at: std::sync::OnceLock<Instant>,
 }
@@ -480,7 +555,7 @@ impl<R> ChunkEnd<R> {
         len: usize,
         tx: Sender<ChunkMsg<R>>,
         alive: Arc<AtomicUsize>,
-        decode: DecodeChunk<R>,
+        decode: Decoder<R>,
     ) -> Arc<Self> {
         let mut end = Self::new(task, start, len, tx, alive);
         Arc::get_mut(&mut end).expect("fresh").decode = Some(decode);
@@ -506,22 +581,7 @@ impl<R: Send> TaskSink for ChunkEnd<R> {
         let Some(decode) = &self.decode else {
             return Err(TaskError::serialization("this chunk expects in-process results"));
         };
-        let results = decode(&bytes).map_err(TaskError::serialization)?;
-        if results.len() != self.len {
-            return Err(TaskError::serialization(format!(
-                "the worker returned {} results for {} items",
-                results.len(),
-                self.len
-            )));
-        }
-        let mut values = Vec::with_capacity(self.len);
-        let mut errors = Vec::new();
-        for (offset, r) in results.into_iter().enumerate() {
-            match r {
-                Ok(v) => values.push(v),
-                Err(message) => errors.push((offset, TaskError::panic(message))),
-            }
-        }
+        let (values, errors) = decode.decode(&bytes, self.len)?;
         let elapsed = self.started_at.get().map(Instant::elapsed).unwrap_or_default();
         let (start, len) = (self.start, self.len);
         self.end(|task| ChunkMsg::Ran { task, start, len, values, errors, elapsed });
@@ -621,7 +681,33 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     early: VecDeque<ChunkMsg<R>>,
     /// For open batches: the input channel, to wait on it.
     open: Option<OpenInput<It::Item>>,
+    /// Argument buffers of named chunks, reused once their chunk ended
+    /// (see [`spare_buffer`]).
+    buffers: Vec<Arc<Vec<u8>>>,
     _r: PhantomData<fn() -> R>,
+}
+
+/// Argument buffers an engine keeps beyond its chunks in flight.
+const SPARE_BUFFERS: usize = 2;
+
+/// An argument buffer of an earlier chunk that nobody else holds any more
+/// (its pages are warm), or a new one.
+fn spare_buffer(buffers: &mut Vec<Arc<Vec<u8>>>) -> Vec<u8> {
+    match buffers.iter().position(|b| Arc::strong_count(b) == 1) {
+        Some(i) => Arc::try_unwrap(buffers.swap_remove(i)).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// Keeps a chunk's argument buffer for reuse once the chunk ended; at most
+/// [`SPARE_BUFFERS`] beyond the chunks in flight.
+fn keep_buffer(buffers: &mut Vec<Arc<Vec<u8>>>, in_flight: usize, buffer: Arc<Vec<u8>>) {
+    if buffers.len() >= in_flight + SPARE_BUFFERS {
+        buffers.retain(|b| Arc::strong_count(b) > 1);
+    }
+    if buffers.len() < in_flight + SPARE_BUFFERS {
+        buffers.push(buffer);
+    }
 }
 
 impl<It, F, R> Engine<It, F, R>
@@ -682,6 +768,7 @@ where
             named,
             early: VecDeque::new(),
             open: None,
+            buffers: Vec::new(),
             _r: PhantomData,
         }
     }
@@ -716,7 +803,14 @@ where
         };
         if let Some(named) = &self.named {
             let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-            match (named.encode)(&chunk) {
+            let encoded = match &named.encode {
+                Encoder::Fresh(encode) => encode(&chunk),
+                Encoder::Into(encode) => {
+                    let mut buffer = spare_buffer(&mut self.buffers);
+                    encode(&chunk, &mut buffer).map(|()| buffer)
+                }
+            };
+            match encoded {
                 Ok(bytes) => {
                     let id = self.inner.next_id();
                     let end = ChunkEnd::named(
@@ -727,11 +821,13 @@ where
                         self.alive.clone(),
                         named.decode.clone(),
                     );
+                    let argument = Arc::new(bytes);
                     let work =
-                        WorkSource::Named { function: named.function, argument: Arc::new(bytes) };
+                        WorkSource::Named { function: named.function, argument: argument.clone() };
                     // SAFETY: named chunks exist only for `'static` items
                     // and results (`engine_for`'s bounds).
                     let end_dyn = unsafe { erase_end(end.clone()) };
+                    keep_buffer(&mut self.buffers, self.max_in_flight, argument);
                     self.in_flight.insert(id, Instant::now());
                     self.inner.send_with_id(&open, id, options, end_dyn, work);
                 }
@@ -801,7 +897,7 @@ where
                     self.chunker.observe(*len, *elapsed);
                 }
                 if let Some(sent) = self.in_flight.get(task) {
-                    self.chunker.observe_round_trip(sent.elapsed(), *elapsed);
+                    self.chunker.observe_round_trip(*len, sent.elapsed(), *elapsed);
                 }
                 (*task, *len)
             }

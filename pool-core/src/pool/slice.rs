@@ -157,7 +157,7 @@ impl SliceMap {
             match msg {
                 ChunkMsg::Ran { task, start, len, errors, elapsed, .. } => {
                     if let Some(sent) = in_flight.remove(&task) {
-                        self.chunker.observe_round_trip(sent.elapsed(), elapsed);
+                        self.chunker.observe_round_trip(len, sent.elapsed(), elapsed);
                     }
                     if let Some((offset, error)) = errors.into_iter().next() {
                         keep_lowest(&mut failure, start + offset, error);

@@ -1,0 +1,144 @@
+//! Interleaved A/B timing of the workloads on a noisy machine: each round
+//! times a few runs of the peer, then of shoal, back to back, and the
+//! report is the median of the per-round ratios (noise from other
+//! programs hits both sides of a round alike). Not a replacement for the
+//! criterion suites; a quick check while changing the pool.
+//!
+//! `ab [w1|w3|pw1|pw5|rt]... [--rounds N]`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use shoal_benches::named;
+use shoal_benches::workloads::{self, W1_ITEMS, W3_SAMPLES, W3_TASKS};
+use shoal_benches::{Implementation, Runner};
+
+fn time(mut f: impl FnMut(), reps: usize) -> Duration {
+    let mut v: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[reps / 2]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(name: &str, a: &[Duration], b: &[Duration], peer: &str) {
+    let ratios: Vec<f64> =
+        a.iter().zip(b).map(|(a, b)| b.as_secs_f64() / a.as_secs_f64()).collect();
+    let ma = median(a.iter().map(Duration::as_secs_f64).collect());
+    let mb = median(b.iter().map(Duration::as_secs_f64).collect());
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "{name}: {peer} {:.1} us, shoal {:.1} us, ratio median {:.3} (q1 {:.3}, q3 {:.3})",
+        ma * 1e6,
+        mb * 1e6,
+        median(ratios),
+        sorted[sorted.len() / 4],
+        sorted[3 * sorted.len() / 4],
+    );
+}
+
+fn main() {
+    shoal_process::worker_main(&named::registry());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let want = |w: &str| args.iter().any(|a| a == w);
+    if want("w1") {
+        let input = workloads::w1_input(W1_ITEMS);
+        let rayon = Runner::new(Implementation::Rayon, 2).expect("rayon");
+        let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            a.push(time(|| drop(black_box(workloads::w1(&rayon, &input))), 30));
+            b.push(time(|| drop(black_box(workloads::w1(&shoal, &input))), 30));
+        }
+        report("W1", &a, &b, "rayon");
+    }
+    if want("w3") {
+        let rayon = Runner::new(Implementation::Rayon, 2).expect("rayon");
+        let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            a.push(time(
+                || {
+                    black_box(workloads::w3(&rayon, W3_TASKS, W3_SAMPLES));
+                },
+                3,
+            ));
+            b.push(time(
+                || {
+                    black_box(workloads::w3(&shoal, W3_TASKS, W3_SAMPLES));
+                },
+                3,
+            ));
+        }
+        report("W3", &a, &b, "rayon");
+    }
+    if want("rt") {
+        let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
+        let mut b = Vec::new();
+        for _ in 0..rounds {
+            b.push(time(|| workloads::roundtrip(&shoal), 2000));
+        }
+        println!(
+            "roundtrip threads: {:.2} us",
+            median(b.iter().map(|d| d.as_secs_f64()).collect()) * 1e6
+        );
+    }
+    if want("pw1") {
+        let input = workloads::w1_input(named::W1_ITEMS);
+        let shoal = Runner::new(Implementation::Process, 2).expect("process");
+        let mut b = Vec::new();
+        for _ in 0..rounds {
+            b.push(time(|| drop(black_box(named::w1(&shoal, &input, None))), 20));
+        }
+        let mut s: Vec<f64> = b.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        s.sort_by(f64::total_cmp);
+        println!(
+            "P-W1 process: median {:.2} ms (q1 {:.2}, q3 {:.2})",
+            s[s.len() / 2],
+            s[s.len() / 4],
+            s[3 * s.len() / 4]
+        );
+    }
+    if want("pw5") {
+        let input = named::w5_input();
+        let shoal = Runner::new(Implementation::Process, 2).expect("process");
+        let mut b = Vec::new();
+        for _ in 0..rounds {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                let p = input.clone();
+                let t = Instant::now();
+                black_box(named::w5(&shoal, p));
+                v.push(t.elapsed());
+            }
+            v.sort();
+            b.push(v[1]);
+        }
+        let mut s: Vec<f64> = b.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        s.sort_by(f64::total_cmp);
+        let mb = (named::W5_TASKS * named::W5_BYTES) as f64 / 1e6;
+        println!(
+            "P-W5 process: median {:.1} ms = {:.2} GB/s (q1 {:.1}, q3 {:.1} ms)",
+            s[s.len() / 2],
+            mb / s[s.len() / 2],
+            s[s.len() / 4],
+            s[3 * s.len() / 4]
+        );
+    }
+}
