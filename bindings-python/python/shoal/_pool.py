@@ -308,6 +308,19 @@ class Pool:
         if self._state != _RUN:
             raise ValueError("Pool not running")
 
+    def _function(self, func: Any, chunksize: Optional[int], check: bool) -> Tuple[Any, Optional[bytes]]:
+        """Checks a batch's function and chunksize; returns the function as
+        the workers call it (with the worker's context when asked for) and,
+        for worker processes, pickled."""
+        if check:
+            self._check_running()
+        if not callable(func):
+            raise TypeError(f"func must be callable (got {type(func).__name__})")
+        _positive_int("chunksize", chunksize)
+        if self._wrap:
+            func = _context.WithContext(func)
+        return func, (_codec.dump_function(func) if self._process else None)
+
     def _batch(
         self,
         func: Callable[..., Any],
@@ -318,14 +331,9 @@ class Pool:
         progress_bar: bool = False,
         values: bool = False,
     ) -> Any:
-        self._check_running()
-        if not callable(func):
-            raise TypeError(f"func must be callable (got {type(func).__name__})")
-        _positive_int("chunksize", chunksize)
+        """A batch of the core, iterated (``imap``) or drained (``collect``)."""
         _check_bool("progress_bar", progress_bar)
-        if self._wrap:
-            func = _context.WithContext(func)
-        function = _codec.dump_function(func) if self._process else None
+        func, function = self._function(func, chunksize, check=True)
         return self._core.batch(
             func,
             function,
@@ -350,16 +358,9 @@ class Pool:
         core's eager map, chunked to the input's length when it has one.
         ``check=False``: accepted earlier (``map_async``), runs even if the
         pool was closed since."""
-        if check:
-            self._check_running()
-        if not callable(func):
-            raise TypeError(f"func must be callable (got {type(func).__name__})")
-        _positive_int("chunksize", chunksize)
+        func, function = self._function(func, chunksize, check)
         if chunksize is None and self._process:
             chunksize = _large_item_chunksize(iterable)
-        if self._wrap:
-            func = _context.WithContext(func)
-        function = _codec.dump_function(func) if self._process else None
         return self._core.map(
             func, function, mode, iterable, Failure, chunksize=chunksize, progress_bar=progress_bar
         )
@@ -514,10 +515,7 @@ class Pool:
         on_progress: Optional[Callable[[float], object]],
     ) -> AsyncResult:
         if on_result is None and on_progress is None:
-            self._check_running()
-            if not callable(func):
-                raise TypeError(f"func must be callable (got {type(func).__name__})")
-            _positive_int("chunksize", chunksize)
+            self._function(func, chunksize, check=True)  # fail now, not in the thread
             return self._async(
                 lambda: self._run(func, iterable, mode, chunksize, False, check=False), callback, error_callback
             )
@@ -564,12 +562,8 @@ class Pool:
 
     def _send(self, func: Callable[..., Any], args: Sequence[Any], kwds: Dict[str, Any], target: Any) -> None:
         """Queues one call; ``target._set(ok, value)`` receives its outcome."""
-        self._check_running()
-        if not callable(func):
-            raise TypeError(f"func must be callable (got {type(func).__name__})")
-        if self._wrap:
-            func = _context.WithContext(func)
-        f: Any = _codec.dump_function(func) if self._process else func
+        func, function = self._function(func, None, check=True)
+        f: Any = function if function is not None else func
         with self._lock:
             if self._stream is None:
                 self._stream, results = self._core.open(task_timeout=self._task_timeout)
