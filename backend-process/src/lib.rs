@@ -59,6 +59,7 @@
 mod child;
 #[cfg(feature = "plugin-export")]
 mod export;
+mod launch;
 pub mod library;
 mod segment;
 mod shm;
@@ -74,6 +75,7 @@ use std::time::Duration;
 use shoal_core::backend::{Backend, ReportSink, WorkKind, Worker, WorkerSpec};
 
 pub use child::{WorkerHooks, worker_main, worker_main_with};
+pub use launch::{Launch, Launcher};
 
 /// Where a worker's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +105,7 @@ pub struct Process {
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) current_dir: Option<PathBuf>,
     pub(crate) configure: Option<Configure>,
+    pub(crate) launcher: Option<Arc<dyn Launcher>>,
     pub(crate) output: Output,
     pub(crate) pin: bool,
     pub(crate) grace: Duration,
@@ -133,6 +136,7 @@ impl Default for Process {
             env: Vec::new(),
             current_dir: None,
             configure: None,
+            launcher: None,
             output: Output::Inherit,
             pin: false,
             grace: Duration::from_millis(500),
@@ -182,6 +186,13 @@ impl Process {
         f: impl Fn(shoal_core::WorkerId, &mut std::process::Command) + Send + Sync + 'static,
     ) -> Self {
         self.configure = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts workers with `launcher` instead of running the program (see
+    /// [`Launcher`]). Output capture and `configure` need the program.
+    pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
+        self.launcher = Some(launcher);
         self
     }
 

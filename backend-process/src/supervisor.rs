@@ -7,8 +7,9 @@
 //! reports `StartFailed` instead.
 
 use std::borrow::Cow;
+use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,7 @@ use shoal_core::wire::{self, FailureKind, Handshake, Message, Payload, SEGMENT_M
 use shoal_core::{TaskId, WorkerId};
 
 use crate::child::{ENV_FD, ENV_ID, ENV_MAX_RSS, ENV_PIN, ENV_SEGMENTS, ENV_SHM};
+use crate::launch::{Launch, Proc};
 use crate::segment::Segment;
 use crate::{Output, Process, shm};
 
@@ -127,22 +129,99 @@ pub(crate) fn start(
             std::env::current_exe().map_err(|e| format!("cannot find the current program: {e}"))?
         }
     };
-    let mut cmd = Command::new(&program);
-    cmd.args(&cfg.args)
-        .envs(cfg.env.iter().map(|(k, v)| (k, v)))
-        .env(ENV_FD, CHILD_FD.to_string())
-        .env(ENV_ID, id.0.to_string())
-        .env(ENV_SHM, cfg.shm_threshold.to_string())
-        .stdin(Stdio::null());
+    let mut env: Vec<(OsString, OsString)> = cfg.env.clone();
+    env.push((ENV_FD.into(), CHILD_FD.to_string().into()));
+    env.push((ENV_ID.into(), id.0.to_string().into()));
+    env.push((ENV_SHM.into(), cfg.shm_threshold.to_string().into()));
     if cfg.pin {
-        cmd.env(ENV_PIN, id.0.to_string());
+        env.push((ENV_PIN.into(), id.0.to_string().into()));
     }
     if segments.is_some() {
-        cmd.env(ENV_SEGMENTS, format!("{},{}", CHILD_SEGMENT_FDS[0], CHILD_SEGMENT_FDS[1]));
+        let value = format!("{},{}", CHILD_SEGMENT_FDS[0], CHILD_SEGMENT_FDS[1]);
+        env.push((ENV_SEGMENTS.into(), value.into()));
     }
     if let Some(bytes) = cfg.max_memory {
-        cmd.env(ENV_MAX_RSS, bytes.to_string());
+        env.push((ENV_MAX_RSS.into(), bytes.to_string().into()));
     }
+    let mut fds = [(theirs.as_raw_fd(), CHILD_FD), (-1, -1), (-1, -1)];
+    if let Some((args, results)) = &segments {
+        fds[1] = (args.fd(), CHILD_SEGMENT_FDS[0]);
+        fds[2] = (results.fd(), CHILD_SEGMENT_FDS[1]);
+    }
+    let mut child = match &cfg.launcher {
+        Some(launcher) => {
+            if cfg.output == Output::Capture || cfg.configure.is_some() {
+                return Err(
+                    "output capture and `configure` need the worker program, not a launcher"
+                        .to_owned(),
+                );
+            }
+            let launch = Launch {
+                worker: id,
+                fds: fds.iter().copied().filter(|f| f.0 >= 0).collect(),
+                env,
+                current_dir: cfg.current_dir.clone(),
+            };
+            let pid = launcher
+                .launch(&launch)
+                .map_err(|e| format!("cannot launch worker {}: {e}", id.0))?;
+            Proc::Launched(pid)
+        }
+        None => Proc::Command(command(cfg, id, &program, env, fds)?),
+    };
+    drop(theirs);
+    let pid = child.id();
+    if cfg.output == Output::Capture {
+        // Set below, once `shared` exists.
+    }
+    let shared = Arc::new(Shared {
+        id,
+        pid,
+        reports,
+        current: Mutex::new(None),
+        killed: AtomicBool::new(false),
+        reaped: Mutex::new(false),
+        grace: cfg.grace,
+        minor: AtomicU16::new(0),
+    });
+    if let Proc::Command(c) = &mut child {
+        if let Some(out) = c.stdout.take() {
+            capture(out, "stdout", shared.clone());
+        }
+        if let Some(err) = c.stderr.take() {
+            capture(err, "stderr", shared.clone());
+        }
+    }
+    let write_half = ours.try_clone().map_err(|e| format!("socket: {e}"))?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let threshold = cfg.shm_threshold;
+    let max_frame = cfg.max_frame;
+    let (args_segment, results_segment) = segments.unzip();
+    let w_shared = shared.clone();
+    let out = Out { stream: write_half, threshold, max_frame, segment: args_segment };
+    std::thread::Builder::new()
+        .name(format!("shoal-writer-{}", id.0))
+        .spawn(move || writer(out, rx, w_shared))
+        .map_err(|e| format!("cannot start a writer thread: {e}"))?;
+    let r_shared = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("shoal-reader-{}", id.0))
+        .spawn(move || reader(ours, child, r_shared, max_frame, results_segment))
+        .map_err(|e| format!("cannot start a reader thread: {e}"))?;
+    Ok(ProcessWorker { tx, shared })
+}
+
+/// The worker program's command, with the fds moved into place in the
+/// child, and started.
+fn command(
+    cfg: &Process,
+    id: WorkerId,
+    program: &std::path::Path,
+    env: Vec<(OsString, OsString)>,
+    fds: [(RawFd, RawFd); 3],
+) -> Result<Child, String> {
+    let mut cmd = Command::new(program);
+    cmd.args(&cfg.args).envs(env).stdin(Stdio::null());
     if let Some(dir) = &cfg.current_dir {
         cmd.current_dir(dir);
     }
@@ -157,11 +236,6 @@ pub(crate) fn start(
     }
     if let Some(configure) = &cfg.configure {
         configure(id, &mut cmd);
-    }
-    let mut fds = [(theirs.as_raw_fd(), CHILD_FD), (-1, -1), (-1, -1)];
-    if let Some((args, results)) = &segments {
-        fds[1] = (args.fd(), CHILD_SEGMENT_FDS[0]);
-        fds[2] = (results.fd(), CHILD_SEGMENT_FDS[1]);
     }
     let parent_pid = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls
@@ -194,45 +268,7 @@ pub(crate) fn start(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    drop(theirs);
-    let pid = child.id();
-    if cfg.output == Output::Capture {
-        // Set below, once `shared` exists.
-    }
-    let shared = Arc::new(Shared {
-        id,
-        pid,
-        reports,
-        current: Mutex::new(None),
-        killed: AtomicBool::new(false),
-        reaped: Mutex::new(false),
-        grace: cfg.grace,
-        minor: AtomicU16::new(0),
-    });
-    if let Some(out) = child.stdout.take() {
-        capture(out, "stdout", shared.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        capture(err, "stderr", shared.clone());
-    }
-    let write_half = ours.try_clone().map_err(|e| format!("socket: {e}"))?;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let threshold = cfg.shm_threshold;
-    let max_frame = cfg.max_frame;
-    let (args_segment, results_segment) = segments.unzip();
-    let w_shared = shared.clone();
-    let out = Out { stream: write_half, threshold, max_frame, segment: args_segment };
-    std::thread::Builder::new()
-        .name(format!("shoal-writer-{}", id.0))
-        .spawn(move || writer(out, rx, w_shared))
-        .map_err(|e| format!("cannot start a writer thread: {e}"))?;
-    let r_shared = shared.clone();
-    std::thread::Builder::new()
-        .name(format!("shoal-reader-{}", id.0))
-        .spawn(move || reader(ours, child, r_shared, max_frame, results_segment))
-        .map_err(|e| format!("cannot start a reader thread: {e}"))?;
-    Ok(ProcessWorker { tx, shared })
+    cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))
 }
 
 /// Forwards a captured output stream, line by line, to the running task.
@@ -321,7 +357,7 @@ enum Ended {
 
 fn reader(
     stream: UnixStream,
-    mut child: Child,
+    mut child: Proc,
     shared: Arc<Shared>,
     max_frame: u32,
     segment: Option<Segment>,
@@ -363,7 +399,7 @@ fn reader(
 
 /// Waits for the child: after BYE it gets the grace period to exit, else
 /// (the socket closed without BYE) it is killed if it still runs.
-fn reap(child: &mut Child, shared: &Shared, bye: bool) -> Option<std::process::ExitStatus> {
+fn reap(child: &mut Proc, shared: &Shared, bye: bool) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + if bye { shared.grace } else { Duration::from_millis(50) };
     let status = loop {
         match child.try_wait() {
