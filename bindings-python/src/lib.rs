@@ -18,6 +18,7 @@
 mod batch;
 mod chunk;
 mod errors;
+mod fork;
 mod interrupt;
 mod pool;
 mod worker;

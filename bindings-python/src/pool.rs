@@ -123,9 +123,10 @@ impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
     /// worker program and its arguments (a Python running `shoal._worker`).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None, fork=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         backend: &str,
         workers: usize,
         min_workers: Option<usize>,
@@ -137,6 +138,7 @@ impl Core {
         cwd: Option<String>,
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
+        fork: Option<Obj>,
     ) -> PyResult<Self> {
         let mut b = Pool::builder().max(workers).min(min_workers.unwrap_or(workers));
         // Threads only (worker processes run theirs themselves): called
@@ -167,7 +169,7 @@ impl Core {
             b = b.idle_timeout(d);
         }
         let built = match backend {
-            "threads" => b.build(Threads::new()),
+            "threads" => py.detach(|| b.build(Threads::new())),
             "process" => {
                 let command = command.unwrap_or_default();
                 let Some((program, args)) = command.split_first() else {
@@ -185,7 +187,12 @@ impl Core {
                 if let Some(dir) = cwd {
                     p = p.current_dir(dir);
                 }
-                b.build(p)
+                // `fork`: workers are forks running this callable.
+                if let Some(main) = fork {
+                    p = p.launcher(std::sync::Arc::new(crate::fork::ForkLauncher { main }));
+                }
+                // Built without the interpreter lock: a launcher takes it.
+                py.detach(|| b.build(p))
             }
             other => {
                 return Err(PyValueError::new_err(format!(

@@ -1,6 +1,8 @@
 """The entry point of shoal's worker processes.
 
-The pool starts ``python -c "from shoal._worker import main; main()"``. The
+With the ``spawn`` start method (the default) the pool starts ``python -c
+"from shoal._worker import main; main()"``; with ``fork`` the child of a
+fork calls :func:`serve` directly (see ``bindings-python/src/fork.rs``). The
 worker takes the parent's ``sys.path`` (``SHOAL_PY_PATH``), reads the pool's
 settings (``SHOAL_PY_SETUP``, see ``shoal._context``) and hands over to the
 Rust worker loop, which speaks the wire protocol with the parent, runs
@@ -31,18 +33,27 @@ def to_env(obj: object) -> str:
 
 
 def main() -> None:
+    """A spawned worker: takes the parent's ``sys.path`` and the pool's
+    settings from the environment, then serves."""
     if "SHOAL_PY_PATH" in os.environ:
         path = from_env("SHOAL_PY_PATH")
         assert isinstance(path, list)
         sys.path[:] = path
+    setup = from_env("SHOAL_PY_SETUP") if "SHOAL_PY_SETUP" in os.environ else None
+    serve(setup)
+
+
+def serve(setup: object) -> None:
+    """Runs the Rust worker loop with the pool's settings (a
+    ``shoal._context.Setup`` or None) as the worker's hooks. A spawned
+    worker comes here from :func:`main`, a forked one directly."""
     from . import _shoal
 
-    if "SHOAL_PY_SETUP" not in os.environ:
+    if setup is None:
         _shoal.worker_main()
         return
     from . import _context
 
-    setup = from_env("SHOAL_PY_SETUP")
     _shoal.worker_main(
         init=lambda worker: _context.start(setup, worker, thread=False),  # type: ignore[arg-type]
         exit=_context.stop,
