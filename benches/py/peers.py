@@ -408,9 +408,10 @@ class Shoal(Pool):
     chunked = False
     small_imap_default = False
 
-    def __init__(self, backend):
+    def __init__(self, backend, start_method=None):
         self.backend = backend
-        self.name = f"shoal-py-{backend}"
+        self.start_method = start_method
+        self.name = f"shoal-py-{backend}" + (f"-{start_method}" if start_method else "")
 
     def unavailable(self):
         return shoal_unavailable()
@@ -436,7 +437,7 @@ class Shoal(Pool):
     def cycle(self):
         import shoal
 
-        pool = shoal.Pool(processes=2, backend=self.backend)
+        pool = shoal.Pool(processes=2, backend=self.backend, start_method=self.start_method)
         assert pool.apply_async(square, (3,)).get() == 9
         pool.close()
         pool.join()
@@ -567,6 +568,10 @@ def w4(p, results, cfg):
                                  method))
             except ValueError as e:
                 results.notes.append(f"py-W4/multiprocessing-{method} skipped: {e}")
+    if isinstance(p, Shoal) and p.backend == "process":
+        # The default (spawn) and, beside it, the fork start method.
+        fork = Shoal("process", "fork")
+        variants.append((fork, fork.name, "start_method='fork'"))
     for impl, name, detail in variants:
         def run(impl=impl, name=name, detail=detail):
             times = timed(impl.cycle, cfg.cycles + 1, warmup=0)
