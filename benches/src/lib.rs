@@ -1,7 +1,10 @@
 //! The workloads of DESIGN.md ("Workloads that every benchmark uses") as
 //! plain functions, shared by the criterion suites (`benches/workloads.rs`
 //! in-process, `benches/process.rs` across processes), the W6 memory probe
-//! (`src/bin/w6-memory.rs`) and the chaos run (`src/bin/chaos.rs`).
+//! (`src/bin/w6-memory.rs`), the chaos run (`src/bin/chaos.rs`) and `ab`
+//! (`src/bin/ab.rs`), which times shoal and its peer in alternating rounds
+//! and reports the median of the per-round ratios, steadier than separate
+//! criterion groups when other programs share the cores.
 //!
 //! Every workload takes a [`Runner`]: one *implementation* ready to run it.
 //!
