@@ -136,4 +136,5 @@ crate::export_functions!(
     testkit_sleep_ms = shoal_core::testkit::SLEEP_MS,
     testkit_bad_result = shoal_core::testkit::BAD_RESULT,
     testkit_takes_bad = shoal_core::testkit::TAKES_BAD,
+    testkit_report = shoal_core::testkit::REPORT,
 );

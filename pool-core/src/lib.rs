@@ -41,7 +41,8 @@ pub use pool::wait;
 #[cfg(feature = "native")]
 pub use pool::{
     BatchBuilder, BatchId, ChunkFn, Codec, DecodeChunk, EncodeChunk, Feeder, Imap, MapUnordered,
-    Message, Messages, OpenItems, Pool, PoolBuilder, PoolEvent, Scope, ScopedHandle, TaskHandle,
+    Message, Messages, OnMessage, OpenItems, Pool, PoolBuilder, PoolEvent, Scope, ScopedHandle,
+    TaskHandle,
 };
 
 #[cfg(feature = "testkit")]

@@ -48,7 +48,13 @@ pub struct BatchBuilder<'p> {
     progress_bar: bool,
     task_timeout: Option<Duration>,
     invalid: Option<BuildError>,
+    on_message: Option<OnMessage>,
 }
+
+/// Receives the messages (progress, log, data) that a batch's tasks send,
+/// with the input index of the first item of the sending chunk; called on
+/// the thread that delivers them (a worker or a reader thread).
+pub type OnMessage = Arc<dyn Fn(usize, TaskMessage) + Send + Sync>;
 
 impl<'p> BatchBuilder<'p> {
     pub(crate) fn new(pool: &'p Pool) -> Self {
@@ -59,7 +65,17 @@ impl<'p> BatchBuilder<'p> {
             progress_bar: pool.inner.progress_bar,
             task_timeout: pool.inner.task_timeout,
             invalid: None,
+            on_message: None,
         }
+    }
+
+    /// Hands the messages of the batch's tasks (`task::progress`, `log`,
+    /// `data`) to `f`, with the index of the first item of the chunk that
+    /// sent them (a chunk of one item: that item's index). Without it they
+    /// are dropped.
+    pub fn on_message(mut self, f: impl Fn(usize, TaskMessage) + Send + Sync + 'static) -> Self {
+        self.on_message = Some(Arc::new(f));
+        self
     }
 
     /// Items per task, instead of automatic chunking. Must be at least 1.
@@ -182,7 +198,7 @@ impl<'p> BatchBuilder<'p> {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
         };
-        Engine::new(
+        let mut engine = Engine::new(
             self.pool.inner.clone(),
             items,
             f,
@@ -193,7 +209,9 @@ impl<'p> BatchBuilder<'p> {
             self.progress_bar,
             self.invalid,
             named,
-        )
+        );
+        engine.on_message = self.on_message;
+        engine
     }
 
     /// `map` with a chunk-level function `run` (see [`ChunkFn`]) and, for
@@ -524,6 +542,8 @@ pub(super) struct ChunkEnd<R> {
     decode: Option<Decoder<R>>,
     /// When a worker took the chunk (named chunks time themselves here).
     started_at: std::sync::OnceLock<Instant>,
+    /// Where the chunk's messages go, if anywhere.
+    on_message: Option<OnMessage>,
 }
 
 impl<R> ChunkEnd<R> {
@@ -546,6 +566,7 @@ impl<R> ChunkEnd<R> {
             alive,
             decode: None,
             started_at: std::sync::OnceLock::new(),
+            on_message: None,
         })
     }
 
@@ -562,6 +583,14 @@ impl<R> ChunkEnd<R> {
         end
     }
 
+    /// Sends the chunk's messages to `on_message` (call before sharing).
+    fn with_messages(mut self: Arc<Self>, on_message: &Option<OnMessage>) -> Arc<Self> {
+        if let Some(f) = on_message {
+            Arc::get_mut(&mut self).expect("fresh").on_message = Some(f.clone());
+        }
+        self
+    }
+
     pub(super) fn end(&self, msg: impl FnOnce(TaskId) -> ChunkMsg<R>) {
         if !self.ended.swap(true, Ordering::AcqRel) {
             let _ = self.tx.send(msg(self.task));
@@ -576,7 +605,11 @@ impl<R> Drop for ChunkEnd<R> {
 }
 
 impl<R: Send> TaskSink for ChunkEnd<R> {
-    fn message(&self, _message: TaskMessage) {}
+    fn message(&self, message: TaskMessage) {
+        if let Some(f) = &self.on_message {
+            f(self.start, message);
+        }
+    }
     fn result_bytes(&self, bytes: Vec<u8>) -> Result<(), TaskError> {
         let Some(decode) = &self.decode else {
             return Err(TaskError::serialization("this chunk expects in-process results"));
@@ -681,6 +714,8 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     early: VecDeque<ChunkMsg<R>>,
     /// For open batches: the input channel, to wait on it.
     open: Option<OpenInput<It::Item>>,
+    /// Where the tasks' messages go ([`BatchBuilder::on_message`]).
+    on_message: Option<OnMessage>,
     /// Argument buffers of named chunks, reused once their chunk ended
     /// (see [`spare_buffer`]).
     buffers: Vec<Arc<Vec<u8>>>,
@@ -768,6 +803,7 @@ where
             named,
             early: VecDeque::new(),
             open: None,
+            on_message: None,
             buffers: Vec::new(),
             _r: PhantomData,
         }
@@ -820,7 +856,8 @@ where
                         self.tx.clone(),
                         self.alive.clone(),
                         named.decode.clone(),
-                    );
+                    )
+                    .with_messages(&self.on_message);
                     let argument = Arc::new(bytes);
                     let work =
                         WorkSource::Named { function: named.function, argument: argument.clone() };
@@ -842,7 +879,8 @@ where
             return;
         }
         let id = self.inner.next_id();
-        let end = ChunkEnd::new(id, start, len, self.tx.clone(), self.alive.clone());
+        let end = ChunkEnd::new(id, start, len, self.tx.clone(), self.alive.clone())
+            .with_messages(&self.on_message);
         let producer = end.clone();
         let f = self.f.clone();
         let work = Box::new(move || {

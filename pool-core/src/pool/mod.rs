@@ -26,7 +26,9 @@ use crate::ids::{TaskId, WorkerId};
 use crate::scheduler::{Config, Scheduler, TaskOptions};
 use crate::stats::Insights;
 
-pub use batch::{BatchBuilder, ChunkFn, Codec, DecodeChunk, EncodeChunk, Imap, MapUnordered};
+pub use batch::{
+    BatchBuilder, ChunkFn, Codec, DecodeChunk, EncodeChunk, Imap, MapUnordered, OnMessage,
+};
 pub use events::{BatchId, PoolEvent};
 pub use handle::{Message, Messages, TaskHandle};
 pub use open::{Feeder, OpenItems};

@@ -3,6 +3,7 @@
 //! pass them too. Backends that run named functions must be made with
 //! [`registry`] so their workers know these functions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -11,6 +12,7 @@ use super::MakeBackend;
 use crate::error::BatchError;
 use crate::function::{Function, Registry};
 use crate::scheduler::TaskOptions;
+
 use crate::{Codec, Pool, task};
 
 fn square(x: u64) -> u64 {
@@ -26,6 +28,11 @@ fn worker_of(_: ()) -> Option<u64> {
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+fn report(x: u64) -> u64 {
+    task::progress(0.5);
+    task::log(format!("item {x}"));
+    x
 }
 fn bad_result(_: u8) -> NotSerializable {
     NotSerializable
@@ -53,6 +60,8 @@ pub static FAIL_ON_13: Function<u64, u64> = Function::new("testkit.fail_on_13", 
 pub static WORKER_OF: Function<(), Option<u64>> = Function::new("testkit.worker_of", worker_of);
 /// Sleeps the given milliseconds.
 pub static SLEEP_MS: Function<u64, u64> = Function::new("testkit.sleep_ms", sleep_ms);
+/// Reports progress 0.5 and logs `item {x}`, returns `x`.
+pub static REPORT: Function<u64, u64> = Function::new("testkit.report", report);
 /// Returns a value that cannot be serialized.
 pub static BAD_RESULT: Function<u8, NotSerializable> =
     Function::new("testkit.bad_result", bad_result);
@@ -68,6 +77,7 @@ pub fn registry() -> Registry {
         &SLEEP_MS,
         &BAD_RESULT,
         &TAKES_BAD,
+        &REPORT,
     ]
     .into_iter()
     .try_fold(Registry::new(), |r, f| r.with(f))
@@ -93,6 +103,34 @@ pub fn named_functions_run(make: MakeBackend) {
     assert_eq!(un.len(), 100);
     assert!(un.iter().all(|(i, v)| *v == (*i as u64).pow(2)));
     assert_eq!(pool.map_fn(&SQUARE, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+}
+
+/// A batch's tasks' messages reach `on_message` with their item's index
+/// (chunks of one item), before the item's result.
+pub fn named_batch_messages(make: MakeBackend) {
+    use std::sync::Mutex;
+    let pool = two(make);
+    let seen: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let sink = seen.clone();
+    let out = pool
+        .batch()
+        .chunksize(1)
+        .on_message(move |index, m| {
+            let text = match m {
+                crate::backend::TaskMessage::Progress(f) => format!("progress {f}"),
+                crate::backend::TaskMessage::Log(t) => t,
+                crate::backend::TaskMessage::Data(d) => format!("{} bytes", d.len()),
+            };
+            sink.lock().unwrap().push((index, text));
+        })
+        .map_fn(&REPORT, 0..5u64)
+        .unwrap();
+    assert_eq!(out, vec![0, 1, 2, 3, 4]);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let want: Vec<(usize, String)> =
+        (0..5).flat_map(|i| [(i, format!("item {i}")), (i, "progress 0.5".to_string())]).collect();
+    assert_eq!(seen, want);
 }
 
 /// An open batch takes items while it runs: the first result arrives

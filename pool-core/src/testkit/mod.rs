@@ -56,6 +56,7 @@ pub const FUNCTION_CHECKS: &[Check] = &[
     ("named_worker_id_and_lifespan", named_worker_id_and_lifespan),
     ("named_timeout_and_retries", named_timeout_and_retries),
     ("named_open_batch", named_open_batch),
+    ("named_batch_messages", named_batch_messages),
 ];
 
 /// One `#[test]` per conformance check, in a module `conformance`, for the
@@ -135,7 +136,8 @@ macro_rules! __conformance_functions {
             named_serialization_errors,
             named_worker_id_and_lifespan,
             named_timeout_and_retries,
-            named_open_batch
+            named_open_batch,
+            named_batch_messages
         );
     };
 }
