@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyIterator, PyList, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple, PyType};
+use shoal_core::backend::TaskMessage;
 use shoal_core::error::BatchError;
 use shoal_core::{Feeder, Imap, MapUnordered, OpenItems};
 
@@ -118,6 +119,23 @@ pub(crate) enum BatchIter {
 
 type Outcome = (usize, Result<Obj, BatchError>);
 
+/// What the pump's channel carries.
+pub(crate) enum Event {
+    /// An item ended.
+    Outcome(Outcome),
+    /// A task's message, with its chunk's first item index (open batches
+    /// made with messages).
+    Message(usize, TaskMessage),
+    /// The batch ended. Explicit, because message senders may outlive the
+    /// pump by a moment.
+    End,
+}
+
+/// A pump channel made before the batch, for its message sender.
+pub(crate) fn channel() -> (Sender<Event>, Receiver<Event>) {
+    crossbeam_channel::bounded(PUMP_CAPACITY)
+}
+
 fn unordered(r: Result<(usize, Obj), BatchError>) -> Outcome {
     match r {
         Ok((index, v)) => (index, Ok(v)),
@@ -150,7 +168,11 @@ pub(crate) struct Batch {
     /// `collect` drains it.
     iter: Mutex<Option<BatchIter>>,
     /// The pump's channel, once it started.
-    rx: OnceLock<Receiver<Outcome>>,
+    rx: OnceLock<Receiver<Event>>,
+    /// A channel made before the pump (open batches with messages).
+    preset: Mutex<Option<(Sender<Event>, Receiver<Event>)>>,
+    /// Set once `End` was taken.
+    over: AtomicBool,
     /// Tells the pump to stop (`cancel`).
     cancelled: Arc<AtomicBool>,
     error: InputError,
@@ -159,9 +181,21 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn start(iter: BatchIter, error: InputError, values: bool) -> PyResult<Self> {
+        Self::start_with(iter, error, values, None)
+    }
+
+    /// [`Batch::start`] on a channel made beforehand ([`channel`]).
+    pub(crate) fn start_with(
+        iter: BatchIter,
+        error: InputError,
+        values: bool,
+        channel: Option<(Sender<Event>, Receiver<Event>)>,
+    ) -> PyResult<Self> {
         Ok(Batch {
             iter: Mutex::new(Some(iter)),
             rx: OnceLock::new(),
+            preset: Mutex::new(channel),
+            over: AtomicBool::new(false),
             cancelled: Arc::new(AtomicBool::new(false)),
             error,
             values,
@@ -169,21 +203,26 @@ impl Batch {
     }
 
     /// The pump's channel; starts the pump on first use.
-    fn pump(&self) -> &Receiver<Outcome> {
+    fn pump(&self) -> &Receiver<Event> {
         self.rx.get_or_init(|| {
-            let (tx, rx) = crossbeam_channel::bounded(PUMP_CAPACITY);
+            let preset = self.preset.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (tx, rx) = preset.unwrap_or_else(channel);
             let Some(iter) = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-                return rx; // drained or cancelled: a channel that is over
+                let _ = tx.send(Event::End); // drained or cancelled: over
+                return rx;
             };
             let cancelled = self.cancelled.clone();
             let pump = move || {
                 for outcome in iter {
                     // A gone consumer or `cancel`: dropping the iterator
                     // cancels the chunks still queued.
-                    if tx.send(outcome).is_err() || cancelled.load(Ordering::Acquire) {
+                    if tx.send(Event::Outcome(outcome)).is_err()
+                        || cancelled.load(Ordering::Acquire)
+                    {
                         break;
                     }
                 }
+                let _ = tx.send(Event::End);
             };
             if let Err(e) = std::thread::Builder::new().name("shoal-batch".into()).spawn(pump) {
                 eprintln!("shoal: cannot start a batch thread: {e}");
@@ -192,25 +231,43 @@ impl Batch {
         })
     }
 
-    /// The next outcome: at once if one is ready, else waiting (lock
+    /// The next event: at once if one is ready, else waiting (lock
     /// released) up to `timeout`. `Ok(None)`: the batch ended.
-    fn take(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Outcome>> {
-        let rx = self.pump();
-        match rx.try_recv() {
-            Ok(o) => return Ok(Some(o)),
-            Err(TryRecvError::Disconnected) => return self.ended(),
-            Err(TryRecvError::Empty) => {}
+    fn take(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Event>> {
+        if self.over.load(Ordering::Acquire) {
+            return self.ended();
         }
-        let got = crate::interrupt::recv(py, rx, timeout.map(|t| Instant::now() + t))?;
+        let rx = self.pump();
+        let got = match rx.try_recv() {
+            Ok(e) => Ok(e),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {
+                crate::interrupt::recv(py, rx, timeout.map(|t| Instant::now() + t))?
+            }
+        };
         match got {
-            Ok(o) => Ok(Some(o)),
-            Err(RecvTimeoutError::Disconnected) => self.ended(),
+            Ok(Event::End) | Err(RecvTimeoutError::Disconnected) => {
+                self.over.store(true, Ordering::Release);
+                self.ended()
+            }
+            Ok(e) => Ok(Some(e)),
             Err(RecvTimeoutError::Timeout) => Err(timeout_error(py)),
         }
     }
 
+    /// The next item's outcome, skipping messages.
+    fn take_outcome(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Outcome>> {
+        loop {
+            match self.take(py, timeout)? {
+                None => return Ok(None),
+                Some(Event::Outcome(o)) => return Ok(Some(o)),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// The end: the input's exception if it raised one.
-    fn ended(&self) -> PyResult<Option<Outcome>> {
+    fn ended<T>(&self) -> PyResult<Option<T>> {
         match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(e) => Err(e),
             None => Ok(None),
@@ -240,11 +297,29 @@ impl Batch {
         Ok(v)
     }
 
+    /// With `values`: the next value. Else the next `(index, ok, value)`,
+    /// or for a message `(index, None, (kind, payload))` with kind
+    /// "progress", "log" or "data".
     fn next_outcome(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Obj> {
+        if self.values {
+            return match self.take_outcome(py, timeout)? {
+                None => Err(PyStopIteration::new_err(())),
+                Some(o) => Self::as_value(py, o),
+            };
+        }
         match self.take(py, timeout)? {
-            None => Err(PyStopIteration::new_err(())),
-            Some(o) if self.values => Self::as_value(py, o),
-            Some(o) => Ok(Self::as_tuple(py, o)?.into_pyobject(py)?.into_any().unbind()),
+            None | Some(Event::End) => Err(PyStopIteration::new_err(())),
+            Some(Event::Outcome(o)) => {
+                Ok(Self::as_tuple(py, o)?.into_pyobject(py)?.into_any().unbind())
+            }
+            Some(Event::Message(index, m)) => {
+                let payload = match m {
+                    TaskMessage::Progress(f) => ("progress", f.into_pyobject(py)?.into_any()),
+                    TaskMessage::Log(t) => ("log", t.into_pyobject(py)?.into_any()),
+                    TaskMessage::Data(d) => ("data", PyBytes::new(py, &d).into_any()),
+                };
+                Ok((index, py.None(), payload).into_pyobject(py)?.into_any().unbind())
+            }
         }
     }
 }
@@ -304,11 +379,22 @@ impl Batch {
             Some(iter) => crate::interrupt::run(py, "shoal-collect", move || iter.collect())?,
             None => {
                 let rx = self.pump().clone();
-                crate::interrupt::run(py, "shoal-collect", move || rx.iter().collect())?
+                crate::interrupt::run(py, "shoal-collect", move || {
+                    rx.iter()
+                        .map_while(|e| match e {
+                            Event::End => None,
+                            other => Some(other),
+                        })
+                        .filter_map(|e| match e {
+                            Event::Outcome(o) => Some(o),
+                            _ => None,
+                        })
+                        .collect()
+                })?
             }
         };
         // The input's exception, if it raised one.
-        self.ended()?;
+        self.ended::<()>()?;
         let mut values: Vec<Obj> = Vec::with_capacity(outcomes.len());
         let mut first_bad: Option<usize> = None;
         for outcome in outcomes {

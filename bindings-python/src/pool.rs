@@ -10,7 +10,7 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Items, Stream};
+use crate::batch::{Batch, BatchIter, Event, Items, Stream};
 use crate::chunk::{EACH, LocalRun, Obj, codec};
 use crate::errors::batch_error;
 
@@ -315,22 +315,38 @@ impl Core {
     /// Starts an open batch for single calls (`apply_async`, `submit`):
     /// each item is `(func, args, kwargs)`, `func` pickled for the process
     /// backend. Returns the feeder and the results, `(index, ok, value)` in
-    /// completion order, `index` numbering items in the order sent.
-    #[pyo3(signature = (*, task_timeout=None))]
-    fn open(&self, py: Python<'_>, task_timeout: Option<f64>) -> PyResult<(Stream, Batch)> {
+    /// completion order, `index` numbering items in the order sent; with
+    /// `messages`, also the tasks' messages as `(index, None, (kind,
+    /// payload))`, before their task's result. Chunks hold one call each
+    /// then, so a message belongs to exactly one call.
+    #[pyo3(signature = (*, task_timeout=None, messages=false))]
+    fn open(
+        &self,
+        py: Python<'_>,
+        task_timeout: Option<f64>,
+        messages: bool,
+    ) -> PyResult<(Stream, Batch)> {
         let run = LocalRun::new(py, py.None(), EACH)?;
         let codec = if self.pool().runs_closures() {
             None
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let mut b = self.pool().batch();
-        if let Some(d) = seconds("task_timeout", task_timeout)? {
-            b = b.task_timeout(d);
+        let mut b = self.builder(None, None, task_timeout, false).map_err(PyValueError::new_err)?;
+        // With `messages`, the tasks' messages join the results (the
+        // channel exists before the batch, so its sender can be handed in).
+        let channel = messages.then(crate::batch::channel);
+        if let Some((tx, _)) = &channel {
+            let tx = tx.clone();
+            b = b.chunksize(1).on_message(move |index, m| {
+                let _ = tx.send(Event::Message(index, m));
+            });
         }
         let (feeder, results) = b.open_with(run, codec);
         let stream = Stream::new(feeder);
-        Ok((stream, Batch::start(BatchIter::Open(results), Default::default(), false)?))
+        let batch =
+            Batch::start_with(BatchIter::Open(results), Default::default(), false, channel)?;
+        Ok((stream, batch))
     }
 
     /// Accepts no new tasks; submitted ones still run.

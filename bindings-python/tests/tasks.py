@@ -112,3 +112,10 @@ def mark_exit(directory):
 
 def broken_init():
     raise RuntimeError("initializer is broken")
+
+
+def chatty(x):
+    shoal.progress(0.5)
+    shoal.log(f"working on {x}")
+    shoal.progress(1.0)
+    return x * 2

@@ -132,3 +132,17 @@ def test_tasks_added_while_a_batch_runs():
         singles = [p.apply_async(square, (i,)) for i in range(10)]
         assert [s.get(timeout=30) for s in singles] == [i * i for i in range(10)]
         assert m.get(timeout=30)[-1] == 999 * 999
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_task_messages_reach_the_async_result(backend):
+    from tasks import chatty
+
+    seen = []
+    with shoal.Pool(2, backend=backend) as p:
+        rs = [p.apply_async(chatty, (i,), on_message=lambda k, v: seen.append((k, v))) for i in range(3)]
+        assert [r.get(timeout=30) for r in rs] == [0, 2, 4]
+        for i, r in enumerate(rs):
+            assert r.messages() == [("progress", 0.5), ("log", f"working on {i}"), ("progress", 1.0)]
+            assert r.progress == 1.0
+    assert len(seen) == 9

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _pickle
 import atexit
+import collections
 import binascii
 import multiprocessing
 import os
@@ -133,19 +134,51 @@ def _fork_main(setup: Optional[_context.Setup]) -> Callable[[], None]:
     return lambda: worker_main(init=lambda worker: start(setup, worker, thread=False), exit=stop)
 
 
+#: Messages an AsyncResult keeps (the oldest go first).
+MAX_MESSAGES = 10_000
+
+
 class AsyncResult:
-    """The result of ``apply_async``/``map_async``, as in multiprocessing."""
+    """The result of ``apply_async``/``map_async``, as in multiprocessing.
+
+    For ``apply_async``, the messages the task sends with
+    ``shoal.progress(fraction)``, ``shoal.log(text)`` (and ``data``) arrive
+    before its result: ``messages()`` lists them as ``(kind, payload)``,
+    ``progress`` is the last fraction, and ``on_message(kind, payload)`` is
+    called for each as it arrives (on a background thread).
+    """
 
     def __init__(
         self,
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        on_message: Optional[Callable[[str, Any], object]] = None,
     ) -> None:
         self._event = threading.Event()
         self._callback = callback
         self._error_callback = error_callback
+        self._on_message = on_message
+        self._messages: "collections.deque[Tuple[str, Any]]" = collections.deque(maxlen=MAX_MESSAGES)
+        self._progress: Optional[float] = None
         self._value: Any = None
         self._error: Optional[BaseException] = None
+
+    @property
+    def progress(self) -> Optional[float]:
+        """The last fraction the task reported with ``shoal.progress``, if any."""
+        return self._progress
+
+    def messages(self) -> List[Tuple[str, Any]]:
+        """The task's messages so far: ``("progress", fraction)``,
+        ``("log", text)``, ``("data", bytes)``."""
+        return list(self._messages)
+
+    def _message(self, kind: str, payload: Any) -> None:
+        if kind == "progress":
+            self._progress = payload
+        self._messages.append((kind, payload))
+        if self._on_message is not None:
+            self._on_message(kind, payload)
 
     def ready(self) -> bool:
         """Whether the call has completed."""
@@ -590,7 +623,7 @@ class Pool:
         f: Any = function if function is not None else func
         with self._lock:
             if self._stream is None:
-                self._stream, results = self._core.open(task_timeout=self._task_timeout)
+                self._stream, results = self._core.open(task_timeout=self._task_timeout, messages=True)
                 self._pump = threading.Thread(
                     target=self._run_pump, args=(results,), name="shoal-pump", daemon=True
                 )
@@ -601,8 +634,13 @@ class Pool:
     def _run_pump(self, results: Any) -> None:
         for index, ok, value in results:
             with self._lock:
-                target = self._pending.pop(index)
+                target = self._pending[index] if ok is None else self._pending.pop(index)
             try:
+                if ok is None:  # a message of a running task
+                    message = getattr(target, "_message", None)
+                    if message is not None:
+                        message(*value)
+                    continue
                 target._set(ok, value)
             except BaseException:  # noqa: BLE001 - a callback raised; keep delivering
                 import traceback
@@ -616,9 +654,12 @@ class Pool:
         kwds: Optional[Dict[str, Any]] = None,
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        on_message: Optional[Callable[[str, Any], object]] = None,
     ) -> AsyncResult:
-        """``func(*args, **kwds)`` on a worker, without waiting."""
-        result = AsyncResult(callback, error_callback)
+        """``func(*args, **kwds)`` on a worker, without waiting; the task's
+        messages reach ``on_message(kind, payload)`` and ``AsyncResult.messages()``."""
+        result = AsyncResult(callback, error_callback, on_message)
         self._send(func, args, kwds or {}, result)
         return result
 
