@@ -42,10 +42,8 @@ impl Core {
         progress_bar: bool,
     ) -> PyResult<Prepared<'_>> {
         let (run, codec) = self.prepare_parts(py, func, function, mode)?;
-        let b = self
-            .builder(chunksize, max_in_flight, task_timeout, progress_bar)
-            .map_err(PyValueError::new_err)?;
-        Ok((b, run, codec))
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        Ok((self.builder(chunksize, max_in_flight, task_timeout, progress_bar), run, codec))
     }
 
     /// A batch's builder with its options.
@@ -53,9 +51,9 @@ impl Core {
         &self,
         chunksize: Option<usize>,
         max_in_flight: Option<usize>,
-        task_timeout: Option<f64>,
+        task_timeout: Option<Duration>,
         progress_bar: bool,
-    ) -> Result<BatchBuilder<'_>, String> {
+    ) -> BatchBuilder<'_> {
         let mut b = self.pool().batch().progress_bar(progress_bar);
         if let Some(n) = chunksize {
             b = b.chunksize(n);
@@ -64,12 +62,9 @@ impl Core {
             b = b.max_in_flight(n);
         }
         if let Some(d) = task_timeout {
-            if !(d.is_finite() && d > 0.0) {
-                return Err(format!("task_timeout must be a positive number of seconds (got {d})"));
-            }
-            b = b.task_timeout(Duration::from_secs_f64(d));
+            b = b.task_timeout(d);
         }
-        Ok(b)
+        b
     }
 
     /// A batch's local function and, for the process backend, its codec.
@@ -288,13 +283,13 @@ impl Core {
         // The batch runs on a thread of its own (which keeps the Core
         // alive), so that Ctrl-C interrupts the caller's wait.
         let core = slf.clone_ref(py);
-        let prepared = slf.get().prepare_parts(py, func, function, mode)?;
+        let (run, codec) = slf.get().prepare_parts(py, func, function, mode)?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
         let out = crate::interrupt::run(py, "shoal-map", move || {
-            let (run, codec) = prepared;
-            let b = core.get().builder(chunksize, None, task_timeout, progress_bar)?;
-            Ok::<_, String>(b.map_with(run, codec, items))
-        })?
-        .map_err(PyValueError::new_err)?;
+            core.get()
+                .builder(chunksize, None, task_timeout, progress_bar)
+                .map_with(run, codec, items)
+        })?;
         if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
@@ -332,7 +327,7 @@ impl Core {
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let mut b = self.builder(None, None, task_timeout, false).map_err(PyValueError::new_err)?;
+        let mut b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false);
         // With `messages`, the tasks' messages join the results (the
         // channel exists before the batch, so its sender can be handed in).
         let channel = messages.then(crate::batch::channel);
