@@ -408,10 +408,9 @@ class Shoal(Pool):
     chunked = False
     small_imap_default = False
 
-    def __init__(self, backend, start_method=None):
+    def __init__(self, backend):
         self.backend = backend
-        self.start_method = start_method
-        self.name = f"shoal-py-{backend}" + (f"-{start_method}" if start_method else "")
+        self.name = f"shoal-py-{backend}"
 
     def unavailable(self):
         return shoal_unavailable()
@@ -437,7 +436,7 @@ class Shoal(Pool):
     def cycle(self):
         import shoal
 
-        pool = shoal.Pool(processes=2, backend=self.backend, start_method=self.start_method)
+        pool = shoal.Pool(processes=2, backend=self.backend)
         assert pool.apply_async(square, (3,)).get() == 9
         pool.close()
         pool.join()
@@ -568,10 +567,6 @@ def w4(p, results, cfg):
                                  method))
             except ValueError as e:
                 results.notes.append(f"py-W4/multiprocessing-{method} skipped: {e}")
-    if isinstance(p, Shoal) and p.backend == "process":
-        # The default (spawn) and, beside it, the fork start method.
-        fork = Shoal("process", "fork")
-        variants.append((fork, fork.name, "start_method='fork'"))
     for impl, name, detail in variants:
         def run(impl=impl, name=name, detail=detail):
             times = timed(impl.cycle, cfg.cycles + 1, warmup=0)

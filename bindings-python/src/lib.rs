@@ -18,7 +18,6 @@
 mod batch;
 mod chunk;
 mod errors;
-mod fork;
 mod interrupt;
 mod pool;
 mod worker;

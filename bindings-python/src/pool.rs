@@ -21,6 +21,9 @@ type Prepared<'p> = (BatchBuilder<'p>, LocalRun, Option<Codec<Obj, Obj>>);
 pub(crate) struct Core {
     /// Taken out only by `Drop`.
     pool: Option<Pool>,
+    /// The process that made the pool (a process forked from it, by user
+    /// code, inherits the object but none of the pool's threads).
+    pid: u32,
 }
 
 impl Core {
@@ -97,9 +100,15 @@ impl Drop for Core {
     /// the interpreter lock (a task still running, `worker_exit`): wait
     /// without holding it.
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            Python::attach(|py| py.detach(move || drop(pool)));
+        let Some(pool) = self.pool.take() else { return };
+        if std::process::id() != self.pid {
+            // In a forked copy of the process that made the pool: the
+            // pool's threads do not exist here, so closing it would wait
+            // forever. Leave it.
+            std::mem::forget(pool);
+            return;
         }
+        Python::attach(|py| py.detach(move || drop(pool)));
     }
 }
 
@@ -118,7 +127,7 @@ impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
     /// worker program and its arguments (a Python running `shoal._worker`).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None, fork=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -133,7 +142,6 @@ impl Core {
         cwd: Option<String>,
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
-        fork: Option<Obj>,
     ) -> PyResult<Self> {
         let mut b = Pool::builder().max(workers).min(min_workers.unwrap_or(workers));
         // Threads only (worker processes run theirs themselves): called
@@ -182,11 +190,7 @@ impl Core {
                 if let Some(dir) = cwd {
                     p = p.current_dir(dir);
                 }
-                // `fork`: workers are forks running this callable.
-                if let Some(main) = fork {
-                    p = p.launcher(std::sync::Arc::new(crate::fork::ForkLauncher { main }));
-                }
-                // Built without the interpreter lock: a launcher takes it.
+                // Built without the interpreter lock: worker hooks take it.
                 py.detach(|| b.build(p))
             }
             other => {
@@ -196,7 +200,7 @@ impl Core {
             }
         };
         let pool = built.map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Core { pool: Some(pool) })
+        Ok(Core { pool: Some(pool), pid: std::process::id() })
     }
 
     /// The backend's name.
@@ -344,9 +348,11 @@ impl Core {
         Ok((stream, batch))
     }
 
-    /// Accepts no new tasks; submitted ones still run.
-    fn close(&self) {
-        self.pool().close();
+    /// Accepts no new tasks; submitted ones still run. (Without the
+    /// interpreter lock: closing waits for submissions in progress, and
+    /// those may be pickling.)
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.pool().close());
     }
 
     /// Waits until the pool closed and every worker exited.

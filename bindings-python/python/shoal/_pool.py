@@ -69,9 +69,10 @@ def _large_item_chunksize(iterable: Any) -> Optional[int]:
     except Exception:  # noqa: BLE001 - the batch reports it properly
         return None
     return max(1, CHUNK_BYTES // size) if size >= LARGE_ITEM else None
-#: ``spawn`` (the default: a new interpreter per worker, safe) or ``fork`` (a
-#: fork of this interpreter: fast, as safe as ``multiprocessing``'s fork).
-START_METHODS = ("spawn", "fork")
+#: ``spawn``: a new interpreter per worker. (A ``fork`` start method worked
+#: but could deadlock a forked child on a lock of pyo3's that another thread
+#: held at the fork; it is left out until that is ruled out.)
+START_METHODS = ("spawn",)
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = True) -> Optional[int]:
@@ -121,17 +122,6 @@ def _length(iterable: Any) -> Optional[int]:
         return len(iterable)
     except TypeError:
         return None
-
-
-def _fork_main(setup: Optional[_context.Setup]) -> Callable[[], None]:
-    """What a forked worker runs. Everything it calls is bound here, in the
-    parent: the child must not import (a module lock another thread held
-    at the fork would never be released in the child)."""
-    worker_main = _shoal.worker_main
-    if setup is None:
-        return lambda: worker_main()
-    start, stop = _context.start, _context.stop
-    return lambda: worker_main(init=lambda worker: start(setup, worker, thread=False), exit=stop)
 
 
 #: Messages an AsyncResult keeps (the oldest go first).
@@ -264,10 +254,8 @@ class Pool:
     worker after that many tasks. ``task_timeout`` (seconds) stops a task
     that runs longer (its worker process is replaced) and fails it with
     ``TaskTimeoutError``. ``context`` is accepted for compatibility and
-    ignored; ``start_method`` is ``"spawn"`` (the default: each worker is a
-    new interpreter) or ``"fork"`` (each worker is a fork of this process:
-    starts in milliseconds, with the caveats of forking a threaded process
-    that ``multiprocessing``'s fork has).
+    ignored; ``start_method`` may be ``"spawn"`` (the default and, so far,
+    the only one: each worker is a new interpreter).
     """
 
     def __init__(
@@ -322,26 +310,18 @@ class Pool:
         )
         self._wrap = setup.wraps_tasks
         self._shared_file: Optional[str] = None
+        self._pid = os.getpid()
         kwargs: Dict[str, Any] = {"lifespan": lifespan, "task_timeout": self._task_timeout}
         if self._process:
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
-            if start_method == "fork":
-                # Imported before any fork: a module that another thread is
-                # importing while a worker forks stays locked in the child.
-                import cloudpickle  # noqa: F401
-
-                # The child has everything in memory already: no file, no pickles.
-                setup.shared = shared_objects
-                kwargs["fork"] = _fork_main(None if setup.is_empty else setup)
-            else:
-                env = dict(_WORKER_MALLOC)
-                env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
-                if shared_objects is not None:
-                    self._shared_file = setup.shared_file = _context.write_shared(shared_objects)
-                if not setup.is_empty:
-                    data = _codec.dump_function(setup)
-                    env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
-                kwargs["env"] = sorted(env.items())
+            env = dict(_WORKER_MALLOC)
+            env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
+            if shared_objects is not None:
+                self._shared_file = setup.shared_file = _context.write_shared(shared_objects)
+            if not setup.is_empty:
+                data = _codec.dump_function(setup)
+                env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
+            kwargs["env"] = sorted(env.items())
         elif not setup.is_empty:
             setup.shared = shared_objects
             kwargs["worker_init"] = lambda wid: _context.start(setup, wid, thread=True)
@@ -711,7 +691,9 @@ class Pool:
 
     def _remove_shared(self) -> None:
         path, self._shared_file = getattr(self, "_shared_file", None), None
-        if path is not None:
+        # Not from a forked copy of this process (user code may fork): the
+        # original pool may still need the file.
+        if path is not None and getattr(self, "_pid", None) == os.getpid():
             try:
                 os.unlink(path)
             except OSError:

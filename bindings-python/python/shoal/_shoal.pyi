@@ -36,7 +36,6 @@ class Core:
         cwd: Optional[str] = None,
         worker_init: Optional[Any] = None,
         worker_exit: Optional[Any] = None,
-        fork: Optional[Any] = None,
     ) -> Core: ...
     @property
     def backend(self) -> str: ...

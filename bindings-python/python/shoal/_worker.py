@@ -1,8 +1,6 @@
 """The entry point of shoal's worker processes.
 
-With the ``spawn`` start method (the default) the pool starts ``python -c
-"from shoal._worker import main; main()"``; with ``fork`` the child of a
-fork calls :func:`serve` directly (see ``bindings-python/src/fork.rs``). The
+The pool starts ``python -c "from shoal._worker import main; main()"``. The
 worker takes the parent's ``sys.path`` (``SHOAL_PY_PATH``), reads the pool's
 settings (``SHOAL_PY_SETUP``, see ``shoal._context``) and hands over to the
 Rust worker loop, which speaks the wire protocol with the parent, runs
@@ -45,8 +43,7 @@ def main() -> None:
 
 def serve(setup: object) -> None:
     """Runs the Rust worker loop with the pool's settings (a
-    ``shoal._context.Setup`` or None) as the worker's hooks. A spawned
-    worker comes here from :func:`main`, a forked one directly."""
+    ``shoal._context.Setup`` or None) as the worker's hooks."""
     from . import _shoal
 
     if setup is None:
