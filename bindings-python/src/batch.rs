@@ -6,10 +6,10 @@
 //! hands results over a bounded channel ([`PUMP_CAPACITY`], so a lazy
 //! `imap` stays bounded). Python takes them without releasing the lock
 //! while some are ready (tens of nanoseconds each) and only blocks, lock
-//! released, when none is. Drained whole (`map`, [`Batch::collect`]), the
-//! caller's thread runs the core's iterator itself without the lock and
-//! takes the lock once at the end. The lock is never held while the core
-//! waits, so the threads that need it to unpickle chunks are not starved.
+//! released, when none is. (`map` does not come here: `Core::map` drains
+//! the core's eager map without the lock and takes it once at the end.)
+//! The lock is never held while the core waits, so the threads that need
+//! it to unpickle chunks are not starved.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -325,7 +325,7 @@ impl Batch {
 }
 
 /// `shoal._codec.Failure`, looked up once.
-fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+pub(crate) fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     FAILURE.import(py, "shoal._codec", "Failure")
 }
@@ -362,50 +362,6 @@ impl Batch {
             }
         };
         self.next_outcome(py, timeout)
-    }
-
-    /// Drains the batch: every value in input order (for an ordered batch),
-    /// and the index of the first item that failed (its value is a
-    /// `failure` instance or, for a lost chunk, the exception), if any.
-    /// Waits without the interpreter lock and takes it once at the end, so
-    /// the threads that unpickle results are not kept waiting for it.
-    fn collect(
-        &self,
-        py: Python<'_>,
-        failure: &Bound<'_, PyAny>,
-    ) -> PyResult<(Py<PyList>, Option<usize>)> {
-        let iter = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let outcomes: Vec<Outcome> = match iter {
-            Some(iter) => crate::interrupt::run(py, "shoal-collect", move || iter.collect())?,
-            None => {
-                let rx = self.pump().clone();
-                crate::interrupt::run(py, "shoal-collect", move || {
-                    rx.iter()
-                        .map_while(|e| match e {
-                            Event::End => None,
-                            other => Some(other),
-                        })
-                        .filter_map(|e| match e {
-                            Event::Outcome(o) => Some(o),
-                            _ => None,
-                        })
-                        .collect()
-                })?
-            }
-        };
-        // The input's exception, if it raised one.
-        self.ended::<()>()?;
-        let mut values: Vec<Obj> = Vec::with_capacity(outcomes.len());
-        let mut first_bad: Option<usize> = None;
-        for outcome in outcomes {
-            let (index, ok, v) = Self::as_tuple(py, outcome)?;
-            let bad = !ok || v.bind(py).is_instance(failure)?;
-            if bad && first_bad.is_none_or(|b| index < b) {
-                first_bad = Some(index);
-            }
-            values.push(v);
-        }
-        Ok((PyList::new(py, values)?.unbind(), first_bad))
     }
 
     /// Stops the batch: queued chunks are dropped, running ones finish.

@@ -10,11 +10,9 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Stream};
+use crate::batch::{Batch, BatchIter, Event, Items, Stream, failure_type};
 use crate::chunk::{EACH, LocalRun, Obj, codec};
 use crate::errors::batch_error;
-
-type Prepared<'p> = (BatchBuilder<'p>, LocalRun, Option<Codec<Obj, Obj>>);
 
 /// One pool of the Rust core, on the threads or the process backend.
 #[pyclass(module = "shoal._shoal", frozen)]
@@ -29,24 +27,6 @@ pub(crate) struct Core {
 impl Core {
     fn pool(&self) -> &Pool {
         self.pool.as_ref().expect("the pool lives as long as its Core")
-    }
-
-    /// A batch's builder, local function and codec (process backend).
-    #[allow(clippy::too_many_arguments)]
-    fn prepare(
-        &self,
-        py: Python<'_>,
-        func: Obj,
-        function: Option<Py<PyBytes>>,
-        mode: u8,
-        chunksize: Option<usize>,
-        max_in_flight: Option<usize>,
-        task_timeout: Option<f64>,
-        progress_bar: bool,
-    ) -> PyResult<Prepared<'_>> {
-        let (run, codec) = self.prepare_parts(py, func, function, mode)?;
-        let task_timeout = seconds("task_timeout", task_timeout)?;
-        Ok((self.builder(chunksize, max_in_flight, task_timeout, progress_bar), run, codec))
     }
 
     /// A batch's builder with its options.
@@ -245,16 +225,9 @@ impl Core {
     ) -> PyResult<Batch> {
         let items = Items::new(items)?;
         let error = items.error();
-        let (b, run, codec) = self.prepare(
-            py,
-            func,
-            function,
-            mode,
-            chunksize,
-            max_in_flight,
-            task_timeout,
-            progress_bar,
-        )?;
+        let (run, codec) = self.prepare_parts(py, func, function, mode)?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar);
         let iter = if ordered {
             BatchIter::Ordered(b.imap_with(run, codec, items), 0)
         } else {
@@ -264,11 +237,11 @@ impl Core {
     }
 
     /// A whole ordered batch at once (`map`): every value in input order and
-    /// the index of the first failed item (a `failure` instance, or the
-    /// exception of a lost chunk), if any. Chunks are sized to the input's
+    /// the index of the first item whose value is a `shoal._codec.Failure`,
+    /// if any (a lost chunk raises its exception). Chunks are sized to the input's
     /// length when it is known (no cap for laziness), and the caller waits
     /// without the interpreter lock.
-    #[pyo3(signature = (func, function, mode, items, failure, *, chunksize=None, task_timeout=None, progress_bar=false))]
+    #[pyo3(signature = (func, function, mode, items, *, chunksize=None, task_timeout=None, progress_bar=false))]
     #[allow(clippy::too_many_arguments)]
     fn map(
         slf: Py<Self>,
@@ -277,7 +250,6 @@ impl Core {
         function: Option<Py<PyBytes>>,
         mode: u8,
         items: &Bound<'_, PyAny>,
-        failure: &Bound<'_, PyAny>,
         chunksize: Option<usize>,
         task_timeout: Option<f64>,
         progress_bar: bool,
@@ -301,6 +273,7 @@ impl Core {
             Ok(values) => values,
             Err(e) => return Err(batch_error(py, &e)),
         };
+        let failure = failure_type(py)?;
         let mut first_bad = None;
         for (i, v) in values.iter().enumerate() {
             if v.bind(py).is_instance(failure)? {

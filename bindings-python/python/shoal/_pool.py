@@ -345,15 +345,20 @@ class Pool:
         if self._state != _RUN:
             raise ValueError("Pool not running")
 
-    def _function(self, func: Any, chunksize: Optional[int], check: bool) -> Tuple[Any, Optional[bytes]]:
-        """Checks a batch's function and chunksize; returns the function as
-        the workers call it (with the worker's context when asked for) and,
-        for worker processes, pickled."""
+    def _check_call(self, func: Any, chunksize: Optional[int], check: bool) -> None:
+        """Checks a batch's function and chunksize (and, with ``check``, that
+        the pool runs)."""
         if check:
             self._check_running()
         if not callable(func):
             raise TypeError(f"func must be callable (got {type(func).__name__})")
         _positive_int("chunksize", chunksize)
+
+    def _function(self, func: Any, chunksize: Optional[int], check: bool) -> Tuple[Any, Optional[bytes]]:
+        """Checks a batch's function and chunksize; returns the function as
+        the workers call it (with the worker's context when asked for) and,
+        for worker processes, pickled."""
+        self._check_call(func, chunksize, check)
         if self._wrap:
             func = _context.WithContext(func)
         return func, (_codec.dump_function(func) if self._process else None)
@@ -368,7 +373,7 @@ class Pool:
         progress_bar: bool = False,
         values: bool = False,
     ) -> Any:
-        """A batch of the core, iterated (``imap``) or drained (``collect``)."""
+        """A batch of the core, to iterate (``imap``, ``Executor.map``, a bar)."""
         _check_bool("progress_bar", progress_bar)
         func, function = self._function(func, chunksize, check=True)
         return self._core.batch(
@@ -398,9 +403,7 @@ class Pool:
         func, function = self._function(func, chunksize, check)
         if chunksize is None and self._process:
             chunksize = _large_item_chunksize(iterable)
-        return self._core.map(
-            func, function, mode, iterable, Failure, chunksize=chunksize, progress_bar=progress_bar
-        )
+        return self._core.map(func, function, mode, iterable, chunksize=chunksize, progress_bar=progress_bar)
 
     def _run(
         self,
@@ -552,7 +555,7 @@ class Pool:
         on_progress: Optional[Callable[[float], object]],
     ) -> AsyncResult:
         if on_result is None and on_progress is None:
-            self._function(func, chunksize, check=True)  # fail now, not in the thread
+            self._check_call(func, chunksize, check=True)  # fail now, not in the thread
             return self._async(
                 lambda: self._run(func, iterable, mode, chunksize, False, check=False), callback, error_callback
             )
