@@ -10,8 +10,8 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Stream, failure_type};
-use crate::chunk::{EACH, LocalRun, Obj, codec};
+use crate::batch::{Batch, BatchIter, Event, Items, Stream, failure_type, is_failure};
+use crate::chunk::{EACH, Item, LocalRun, Obj, codec};
 use crate::errors::batch_error;
 
 /// One pool of the Rust core, on the threads or the process backend.
@@ -57,7 +57,7 @@ impl Core {
         func: Obj,
         function: Option<Py<PyBytes>>,
         mode: u8,
-    ) -> PyResult<(LocalRun, Option<Codec<Obj, Obj>>)> {
+    ) -> PyResult<(LocalRun, Option<Codec<Item, Obj>>)> {
         if mode > 2 {
             return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
         }
@@ -276,7 +276,7 @@ impl Core {
         let failure = failure_type(py)?;
         let mut first_bad = None;
         for (i, v) in values.iter().enumerate() {
-            if v.bind(py).is_instance(failure)? {
+            if is_failure(v.bind(py), failure) {
                 first_bad = Some(i);
                 break;
             }
