@@ -13,7 +13,9 @@
 //!   the time the chunk ran, plus the shortest run of a one-item chunk;
 //!   [`MIN_CHUNK_TIME`] until one is measured), at
 //!   the mean item time, clamped to [`FLOOR_CHUNK_TIME`]..[`MIN_CHUNK_TIME`];
-//! - and at most [`MAX_CHUNK_TIME`] at the *slowest* recent item time.
+//! - and at most [`MAX_CHUNK_TIME`] at the *slowest* recent item time,
+//!   and at most [`MAX_CHUNK_BYTES`] of serialized arguments when the
+//!   chunks cross a process boundary.
 //!
 //! When the bounds disagree, the upper one wins: uneven items are not
 //! batched. Before the first measurement, chunks hold one item, so a batch
@@ -36,6 +38,16 @@ pub const FLOOR_CHUNK_TIME: Duration = Duration::from_micros(20);
 pub const OVERHEAD_FACTOR: u32 = 10;
 /// The longest chunk the chunker aims for.
 pub const MAX_CHUNK_TIME: Duration = Duration::from_millis(10);
+
+/// The most serialized argument bytes a chunk aims for (see
+/// [`Chunker::observe_bytes`]). Batching pays for a dispatch of tens of
+/// µs; an item this large costs more than that just to copy, so bigger
+/// chunks save nothing and cost cache: a chunk's bytes are copied three
+/// times on the way to a worker process (encoded, written to shared
+/// memory, decoded), which stays in the cores' caches at 1 MiB and goes
+/// to memory at tens (P-W5, 200 items of 1 MiB: ~50 ms in chunks of one
+/// or two items, ~90 ms in the 5 to 25 items that time alone chose).
+pub const MAX_CHUNK_BYTES: usize = 1 << 20;
 
 /// The shortest chunk whose time per item bounds the chunk size (see
 /// [`Chunker::observe`]). Shorter chunks measure mostly the clock, cold
@@ -74,6 +86,8 @@ pub struct Chunker {
     /// The shortest run time of a one-item chunk seen: at most the fixed
     /// cost that a run time includes (see [`Chunker::observe_round_trip`]).
     shortest: Option<Duration>,
+    /// Serialized argument bytes per item of the last chunk encoded.
+    bytes_per_item: Option<f64>,
 }
 
 impl Chunker {
@@ -87,6 +101,7 @@ impl Chunker {
             recent: std::collections::VecDeque::new(),
             overhead: None,
             shortest: None,
+            bytes_per_item: None,
         }
     }
 
@@ -100,6 +115,7 @@ impl Chunker {
             recent: std::collections::VecDeque::new(),
             overhead: None,
             shortest: None,
+            bytes_per_item: None,
         }
     }
 
@@ -152,6 +168,15 @@ impl Chunker {
         }
     }
 
+    /// A chunk of `items` serialized to `bytes` of arguments: the next
+    /// automatic chunks hold at most [`MAX_CHUNK_BYTES`] at that size per
+    /// item.
+    pub fn observe_bytes(&mut self, items: usize, bytes: usize) {
+        if items > 0 {
+            self.bytes_per_item = Some(bytes as f64 / items as f64);
+        }
+    }
+
     /// The shortest chunk worth dispatching, in time.
     fn min_chunk_time(&self) -> Duration {
         match self.overhead {
@@ -170,7 +195,9 @@ impl Chunker {
             (None, Some(ns)) => {
                 let ns = ns.max(0.5);
                 let slowest = self.recent.iter().copied().fold(ns, f64::max);
-                let hi = (MAX_CHUNK_TIME.as_nanos() as f64 / slowest).max(1.0) as usize;
+                let by_bytes = MAX_CHUNK_BYTES as f64 / self.bytes_per_item.unwrap_or(0.0);
+                let hi =
+                    (MAX_CHUNK_TIME.as_nanos() as f64 / slowest).min(by_bytes).max(1.0) as usize;
                 let lo = ((self.min_chunk_time().as_nanos() as f64 / ns).max(1.0) as usize).min(hi);
                 match left {
                     Some(left) => (left / (2 * self.workers)).clamp(lo, hi),
@@ -310,6 +337,25 @@ mod tests {
             c.observe(n, Duration::from_micros(40) + Duration::from_nanos(10 * n as u64));
         }
         assert!(c.next_size(Some(1_000_000)) > 10_000, "{}", c.next_size(Some(1_000_000)));
+    }
+
+    #[test]
+    fn large_arguments_bound_the_chunk() {
+        // P-W5: items of 1 MiB that take 100 µs each; time alone makes
+        // guided chunks of a quarter of what is left.
+        let mut c = Chunker::automatic(2);
+        c.observe(1, Duration::from_micros(100));
+        assert_eq!(c.next_size(Some(199)), 49);
+        c.observe_bytes(1, (1 << 20) + 4);
+        assert_eq!(c.next_size(Some(199)), 1, "never split an item");
+        c.observe_bytes(4, 4 * (256 << 10));
+        assert_eq!(c.next_size(Some(199)), 4);
+        // Small items are bound by time, as before.
+        c.observe_bytes(1000, 8000);
+        assert_eq!(c.next_size(Some(199)), 49);
+        let mut f = Chunker::fixed(7);
+        f.observe_bytes(1, 1 << 30);
+        assert_eq!(f.next_size(Some(100)), 7, "an explicit chunksize wins");
     }
 
     #[test]

@@ -848,6 +848,7 @@ where
             };
             match encoded {
                 Ok(bytes) => {
+                    self.chunker.observe_bytes(len, bytes.len());
                     let id = self.inner.next_id();
                     let end = ChunkEnd::named(
                         id,
