@@ -3,20 +3,22 @@
 //!
 //! Iterated (`imap`), a batch's results are pulled from the core by a
 //! *pump* thread, which waits for chunks without the interpreter lock and
-//! hands results over a bounded channel ([`PUMP_CAPACITY`], so a lazy
-//! `imap` stays bounded). Python takes them without releasing the lock
-//! while some are ready (tens of nanoseconds each) and only blocks, lock
-//! released, when none is. (`map` does not come here: `Core::map` drains
+//! hands results over a bounded [`Queue`] ([`PUMP_CAPACITY`], so a lazy
+//! `imap` stays bounded). Python takes every result queued at once into a
+//! buffer of its own, so that the pump and the consumer meet once per
+//! handful of results, not once per result (a shared slot per item moved
+//! cache lines between the two cores for every one of W6's million
+//! values), and takes them from there without releasing the lock; it
+//! only blocks, lock released, when none is ready. (`map` does not come here: `Core::map` drains
 //! the core's eager map without the lock and takes it once at the end.)
 //! The lock is never held while the core waits, so the threads that need
 //! it to unpickle chunks are not starved.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -27,6 +29,7 @@ use shoal_core::{Feeder, Imap, MapUnordered, OpenItems};
 
 use crate::chunk::{Item, LocalRun, Obj};
 use crate::errors::batch_error;
+use crate::interrupt::SIGNAL_CHECK;
 
 /// Results the pump may hold ahead of the consumer.
 pub(crate) const PUMP_CAPACITY: usize = 8192;
@@ -121,7 +124,7 @@ pub(crate) enum BatchIter {
 
 type Outcome = (usize, Result<Obj, BatchError>);
 
-/// What the pump's channel carries.
+/// What the pump's queue carries.
 pub(crate) enum Event {
     /// An item ended.
     Outcome(Outcome),
@@ -133,9 +136,106 @@ pub(crate) enum Event {
     End,
 }
 
-/// A pump channel made before the batch, for its message sender.
-pub(crate) fn channel() -> (Sender<Event>, Receiver<Event>) {
-    crossbeam_channel::bounded(PUMP_CAPACITY)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The events from the pump (and message senders) to the consumer, at
+/// most [`PUMP_CAPACITY`]: producers wait for room.
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    /// The consumer waits here for events.
+    ready: Condvar,
+    /// Producers wait here for room.
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<Event>,
+    /// The consumer is gone (its batch dropped): producers stop.
+    gone: bool,
+    /// Who waits: a notification is a system call, made only for them.
+    consumer_waits: bool,
+    producers_wait: usize,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+        })
+    }
+
+    /// Adds an event, waiting while the queue is full. False once the
+    /// consumer is gone.
+    pub(crate) fn push(&self, event: Event) -> bool {
+        let mut s = lock(&self.state);
+        while s.events.len() >= PUMP_CAPACITY && !s.gone {
+            s.producers_wait += 1;
+            s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.producers_wait -= 1;
+        }
+        if s.gone {
+            return false;
+        }
+        s.events.push_back(event);
+        if s.consumer_waits {
+            s.consumer_waits = false;
+            self.ready.notify_all();
+        }
+        true
+    }
+
+    /// The end of the batch, queued even when the queue is full.
+    fn end(&self) {
+        let mut s = lock(&self.state);
+        s.events.push_back(Event::End);
+        self.ready.notify_all();
+    }
+
+    /// Moves every queued event into `into` (empty), waiting up to `wait`
+    /// for one. False if none came.
+    fn take_all(&self, into: &mut VecDeque<Event>, wait: Duration) -> bool {
+        let mut s = lock(&self.state);
+        if s.events.is_empty() {
+            s.consumer_waits = true;
+            s = self
+                .ready
+                .wait_timeout_while(s, wait, |s| s.events.is_empty())
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            s.consumer_waits = false;
+        }
+        if s.events.is_empty() {
+            return false;
+        }
+        std::mem::swap(into, &mut s.events);
+        if s.producers_wait > 0 {
+            self.room.notify_all();
+        }
+        true
+    }
+
+    /// The consumer is gone: producers stop.
+    fn close(&self) {
+        let mut s = lock(&self.state);
+        s.gone = true;
+        s.events.clear();
+        self.room.notify_all();
+    }
+}
+
+/// Queues `End` when the pump stops, however it stops (a panic too), so
+/// that the consumer never waits for a pump that is gone.
+struct EndOnDrop(Arc<Queue>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 fn unordered(r: Result<(usize, Obj), BatchError>) -> Outcome {
@@ -169,10 +269,12 @@ pub(crate) struct Batch {
     /// The core's iterator until the pump takes it (first `next`) or
     /// `collect` drains it.
     iter: Mutex<Option<BatchIter>>,
-    /// The pump's channel, once it started.
-    rx: OnceLock<Receiver<Event>>,
-    /// A channel made before the pump (open batches with messages).
-    preset: Mutex<Option<(Sender<Event>, Receiver<Event>)>>,
+    /// The pump's queue.
+    queue: Arc<Queue>,
+    /// Set once the pump started (or was found not needed).
+    started: OnceLock<()>,
+    /// Events taken from the queue, not yet from Python.
+    taken: Mutex<VecDeque<Event>>,
     /// Set once `End` was taken.
     over: AtomicBool,
     /// Tells the pump to stop (`cancel`).
@@ -186,17 +288,18 @@ impl Batch {
         Self::start_with(iter, error, values, None)
     }
 
-    /// [`Batch::start`] on a channel made beforehand ([`channel`]).
+    /// [`Batch::start`] on a queue made beforehand (for message senders).
     pub(crate) fn start_with(
         iter: BatchIter,
         error: InputError,
         values: bool,
-        channel: Option<(Sender<Event>, Receiver<Event>)>,
+        queue: Option<Arc<Queue>>,
     ) -> PyResult<Self> {
         Ok(Batch {
             iter: Mutex::new(Some(iter)),
-            rx: OnceLock::new(),
-            preset: Mutex::new(channel),
+            queue: queue.unwrap_or_else(Queue::new),
+            started: OnceLock::new(),
+            taken: Mutex::new(VecDeque::new()),
             over: AtomicBool::new(false),
             cancelled: Arc::new(AtomicBool::new(false)),
             error,
@@ -204,33 +307,28 @@ impl Batch {
         })
     }
 
-    /// The pump's channel; starts the pump on first use.
-    fn pump(&self) -> &Receiver<Event> {
-        self.rx.get_or_init(|| {
-            let preset = self.preset.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let (tx, rx) = preset.unwrap_or_else(channel);
-            let Some(iter) = self.iter.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-                let _ = tx.send(Event::End); // drained or cancelled: over
-                return rx;
+    /// Starts the pump on first use.
+    fn pump(&self) {
+        self.started.get_or_init(|| {
+            let Some(iter) = lock(&self.iter).take() else {
+                self.queue.end(); // cancelled: over
+                return;
             };
             let cancelled = self.cancelled.clone();
+            let end = EndOnDrop(self.queue.clone());
             let pump = move || {
                 for outcome in iter {
                     // A gone consumer or `cancel`: dropping the iterator
                     // cancels the chunks still queued.
-                    if tx.send(Event::Outcome(outcome)).is_err()
-                        || cancelled.load(Ordering::Acquire)
-                    {
+                    if !end.0.push(Event::Outcome(outcome)) || cancelled.load(Ordering::Acquire) {
                         break;
                     }
                 }
-                let _ = tx.send(Event::End);
             };
             if let Err(e) = std::thread::Builder::new().name("shoal-batch".into()).spawn(pump) {
                 eprintln!("shoal: cannot start a batch thread: {e}");
             }
-            rx
-        })
+        });
     }
 
     /// The next event: at once if one is ready, else waiting (lock
@@ -239,21 +337,42 @@ impl Batch {
         if self.over.load(Ordering::Acquire) {
             return self.ended();
         }
-        let rx = self.pump();
-        let got = match rx.try_recv() {
-            Ok(e) => Ok(e),
-            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => {
-                crate::interrupt::recv(py, rx, timeout.map(|t| Instant::now() + t))?
+        self.pump();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            // The buffer's lock is never held while waiting: another
+            // thread may hold the interpreter lock and want it.
+            let mut batch = {
+                let mut taken = lock(&self.taken);
+                match taken.pop_front() {
+                    Some(Event::End) => {
+                        self.over.store(true, Ordering::Release);
+                        return self.ended();
+                    }
+                    Some(e) => return Ok(Some(e)),
+                    None => std::mem::take(&mut *taken),
+                }
+            };
+            let slice = match deadline {
+                None => SIGNAL_CHECK,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK),
+            };
+            // Without the interpreter lock only when nothing is queued.
+            let got = self.queue.take_all(&mut batch, Duration::ZERO)
+                || py.detach(|| self.queue.take_all(&mut batch, slice));
+            if got {
+                let mut taken = lock(&self.taken);
+                if taken.is_empty() {
+                    *taken = batch;
+                } else {
+                    taken.extend(batch);
+                }
+                continue;
             }
-        };
-        match got {
-            Ok(Event::End) | Err(RecvTimeoutError::Disconnected) => {
-                self.over.store(true, Ordering::Release);
-                self.ended()
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(timeout_error(py));
             }
-            Ok(e) => Ok(Some(e)),
-            Err(RecvTimeoutError::Timeout) => Err(timeout_error(py)),
         }
     }
 
@@ -378,7 +497,14 @@ impl Batch {
     /// Stops the batch: queued chunks are dropped, running ones finish.
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
-        self.iter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lock(&self.iter).take();
+    }
+}
+
+impl Drop for Batch {
+    /// The consumer is gone: a pump waiting for room stops.
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 

@@ -10,7 +10,7 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Stream, failure_type, is_failure};
+use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream, failure_type, is_failure};
 use crate::chunk::{EACH, Item, LocalRun, Obj, codec};
 use crate::errors::batch_error;
 
@@ -306,18 +306,17 @@ impl Core {
         };
         let mut b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false);
         // With `messages`, the tasks' messages join the results (the
-        // channel exists before the batch, so its sender can be handed in).
-        let channel = messages.then(crate::batch::channel);
-        if let Some((tx, _)) = &channel {
-            let tx = tx.clone();
+        // queue exists before the batch, so it can be handed in).
+        let queue = messages.then(Queue::new);
+        if let Some(q) = &queue {
+            let q = q.clone();
             b = b.chunksize(1).on_message(move |index, m| {
-                let _ = tx.send(Event::Message(index, m));
+                q.push(Event::Message(index, m));
             });
         }
         let (feeder, results) = b.open_with(run, codec);
         let stream = Stream::new(feeder);
-        let batch =
-            Batch::start_with(BatchIter::Open(results), Default::default(), false, channel)?;
+        let batch = Batch::start_with(BatchIter::Open(results), Default::default(), false, queue)?;
         Ok((stream, batch))
     }
 
