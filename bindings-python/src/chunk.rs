@@ -12,12 +12,16 @@
 
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyType};
 use shoal_core::error::TaskError;
 use shoal_core::{ChunkFn, Codec};
 
+use crate::batch::is_failure;
 use crate::errors::describe;
 
 /// The name under which worker processes run Python chunks.
@@ -153,4 +157,193 @@ pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult
 fn plain_message(py: Python<'_>, e: &PyErr) -> String {
     let is_ours = e.get_type(py).name().is_ok_and(|n| n == "SerializationError");
     if is_ours { e.value(py).to_string() } else { describe(py, e) }
+}
+
+/// The name under which worker processes run the chunks of a `map`: a
+/// [`PY_FUNCTION`] chunk behind an 8-byte header (the chunk's first index,
+/// little-endian) that the worker sends back in front of the results.
+pub(crate) const PY_MAP_FUNCTION: &str = "shoal.python.map";
+
+/// The bytes of a [`PY_MAP_FUNCTION`] header.
+pub(crate) const MAP_HEADER: usize = 8;
+
+/// A whole `map`: its input, a private copy of the caller's list, and its
+/// results, one Python list per chunk.
+///
+/// The core sees only indices and `()` results: a chunk is a slice of the
+/// input (one C call to cut, one to pickle) and its results stay the list
+/// that ran or unpickled them, joined once at the end. Per item, the Rust
+/// side moves a `usize` and a `()` instead of a Python object each way
+/// (W1: taking each item into a Rust vector, out of it into a chunk list,
+/// out of each result list and into the final list cost more than the
+/// pickling).
+pub(crate) struct MapStore {
+    items: Py<PyList>,
+    len: usize,
+    results: Mutex<Vec<(usize, Py<PyList>)>>,
+}
+
+impl MapStore {
+    /// A store over a copy of `items` (any iterable: `map` takes its whole
+    /// input first, as `multiprocessing` does).
+    pub(crate) fn new(items: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let items = items.py().get_type::<PyList>().call1((items,))?.cast_into::<PyList>()?;
+        Ok(Arc::new(MapStore {
+            len: items.len(),
+            items: items.unbind(),
+            results: Mutex::default(),
+        }))
+    }
+
+    /// The number of items.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The items of a chunk: consecutive indices, as the core cuts them.
+    fn slice<'py>(&self, py: Python<'py>, indices: &[usize]) -> Bound<'py, PyList> {
+        let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
+        let items = self.items.bind(py);
+        if indices.last().is_some_and(|&last| last + 1 == first + n) {
+            return items.get_slice(first, first + n);
+        }
+        let picked =
+            indices.iter().map(|&i| items.get_item(i).unwrap_or_else(|_| py.None().into_bound(py)));
+        PyList::new(py, picked).expect("a list of known length")
+    }
+
+    fn keep(&self, first: usize, results: Bound<'_, PyList>) {
+        self.results.lock().unwrap_or_else(|p| p.into_inner()).push((first, results.unbind()));
+    }
+
+    /// Every result in input order, and the index of the first that is a
+    /// `Failure`. Call once the batch ended without a lost chunk.
+    pub(crate) fn join<'py>(
+        &self,
+        py: Python<'py>,
+        failure: &Bound<'py, PyType>,
+    ) -> PyResult<(Bound<'py, PyList>, Option<usize>)> {
+        let mut parts =
+            std::mem::take(&mut *self.results.lock().unwrap_or_else(|p| p.into_inner()));
+        parts.sort_unstable_by_key(|(first, _)| *first);
+        let mut first_bad = None;
+        let mut at = 0;
+        for (first, part) in &parts {
+            let part = part.bind(py);
+            if *first != at {
+                return Err(PyRuntimeError::new_err(format!("map: results from {at} missing")));
+            }
+            if first_bad.is_none() {
+                first_bad = part.iter().position(|v| is_failure(&v, failure)).map(|o| at + o);
+            }
+            at += part.len();
+        }
+        if at != self.len {
+            return Err(PyRuntimeError::new_err(format!(
+                "map: {at} results for {} items",
+                self.len
+            )));
+        }
+        let out = PyList::empty(py);
+        for (_, part) in &parts {
+            out.call_method1(intern!(py, "extend"), (part.bind(py),))?;
+        }
+        Ok((out, first_bad))
+    }
+}
+
+/// Runs the chunks of a `map` on in-process worker threads (see
+/// [`MapStore`]).
+pub(crate) struct LocalMap {
+    store: Arc<MapStore>,
+    func: Obj,
+    mode: u8,
+    run_items: Obj,
+}
+
+impl LocalMap {
+    pub(crate) fn new(py: Python<'_>, store: Arc<MapStore>, func: Obj, mode: u8) -> PyResult<Self> {
+        Ok(LocalMap { store, func, mode, run_items: codec_fn(py, "run_items")? })
+    }
+}
+
+impl ChunkFn<usize, ()> for LocalMap {
+    fn run_chunk(
+        &self,
+        items: Vec<usize>,
+        values: &mut Vec<()>,
+        errors: &mut Vec<(usize, TaskError)>,
+    ) {
+        let n = items.len();
+        Python::attach(|py| {
+            let run = || -> PyResult<Bound<'_, PyList>> {
+                let list = self.store.slice(py, &items);
+                let out = self.run_items.call1(py, (self.func.clone_ref(py), self.mode, list))?;
+                Ok(out.into_bound(py).cast_into::<PyList>()?)
+            };
+            match run() {
+                Ok(out) if out.len() == n => {
+                    self.store.keep(items.first().copied().unwrap_or(0), out);
+                    values.resize(n, ());
+                }
+                Ok(out) => {
+                    let message = format!("run_items returned {} results for {n} items", out.len());
+                    errors.extend((0..n).map(|i| (i, TaskError::panic(message.clone()))));
+                }
+                Err(e) => {
+                    let message = describe(py, &e);
+                    errors.extend((0..n).map(|i| (i, TaskError::panic(message.clone()))));
+                }
+            }
+        });
+    }
+}
+
+/// Carries the chunks of a `map` to worker processes (see [`MapStore`]).
+pub(crate) fn map_codec(
+    py: Python<'_>,
+    store: Arc<MapStore>,
+    function: Py<PyBytes>,
+    mode: u8,
+) -> PyResult<Codec<usize, ()>> {
+    let encode_chunk = codec_fn(py, "encode_chunk")?;
+    let decode_results = codec_fn(py, "decode_results")?;
+    let decode_store = store.clone();
+    Ok(Codec::new(
+        PY_MAP_FUNCTION,
+        move |items: &[usize]| {
+            Python::attach(|py| {
+                let encode = || -> PyResult<Vec<u8>> {
+                    let list = store.slice(py, items);
+                    let bytes = encode_chunk.call1(py, (function.clone_ref(py), mode, list))?;
+                    let bytes = bytes.bind(py).cast::<PyBytes>()?.as_bytes();
+                    let first = items.first().copied().unwrap_or(0) as u64;
+                    let mut out = Vec::with_capacity(MAP_HEADER + bytes.len());
+                    out.extend_from_slice(&first.to_le_bytes());
+                    out.extend_from_slice(bytes);
+                    Ok(out)
+                };
+                encode().map_err(|e| plain_message(py, &e))
+            })
+        },
+        move |bytes: &[u8]| {
+            let Some((header, body)) = bytes.split_first_chunk::<MAP_HEADER>() else {
+                return Err("a map chunk's results lack their header".to_string());
+            };
+            let first = u64::from_le_bytes(*header) as usize;
+            Python::attach(|py| {
+                let decode = || -> PyResult<usize> {
+                    let out = decode_results.call1(py, (PyBytes::new(py, body),))?;
+                    let out = out.into_bound(py).cast_into::<PyList>()?;
+                    let n = out.len();
+                    decode_store.keep(first, out);
+                    Ok(n)
+                };
+                match decode() {
+                    Ok(n) => Ok(vec![Ok(()); n]),
+                    Err(e) => Err(plain_message(py, &e)),
+                }
+            })
+        },
+    ))
 }

@@ -10,8 +10,8 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream, failure_type, is_failure};
-use crate::chunk::{EACH, Item, LocalRun, Obj, codec};
+use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream, failure_type};
+use crate::chunk::{EACH, Item, LocalMap, LocalRun, MapStore, Obj, codec, map_codec};
 use crate::errors::batch_error;
 
 /// One pool of the Rust core, on the threads or the process backend.
@@ -58,20 +58,28 @@ impl Core {
         function: Option<Py<PyBytes>>,
         mode: u8,
     ) -> PyResult<(LocalRun, Option<Codec<Item, Obj>>)> {
+        let function = self.check_parts(function, mode)?;
+        let run = LocalRun::new(py, func, mode)?;
+        let codec = function.map(|f| codec(py, f, mode)).transpose()?;
+        Ok((run, codec))
+    }
+
+    /// Checks `mode`; the pickled function if the backend needs one.
+    fn check_parts(
+        &self,
+        function: Option<Py<PyBytes>>,
+        mode: u8,
+    ) -> PyResult<Option<Py<PyBytes>>> {
         if mode > 2 {
             return Err(PyValueError::new_err(format!("mode must be 0, 1 or 2 (got {mode})")));
         }
-        let run = LocalRun::new(py, func, mode)?;
-        let codec = match (self.pool().runs_closures(), function) {
-            (true, _) => None,
-            (false, Some(f)) => Some(codec(py, f, mode)?),
-            (false, None) => {
-                return Err(PyValueError::new_err(
-                    "function: the process backend needs the pickled function",
-                ));
-            }
-        };
-        Ok((run, codec))
+        match (self.pool().runs_closures(), function) {
+            (true, _) => Ok(None),
+            (false, Some(f)) => Ok(Some(f)),
+            (false, None) => Err(PyValueError::new_err(
+                "function: the process backend needs the pickled function",
+            )),
+        }
     }
 }
 
@@ -238,9 +246,10 @@ impl Core {
 
     /// A whole ordered batch at once (`map`): every value in input order and
     /// the index of the first item whose value is a `shoal._codec.Failure`,
-    /// if any (a lost chunk raises its exception). Chunks are sized to the input's
-    /// length when it is known (no cap for laziness), and the caller waits
-    /// without the interpreter lock.
+    /// if any (a lost chunk raises its exception). The whole input is taken
+    /// first (as `multiprocessing` does), so chunks are sized to its length
+    /// and are slices of it (see `MapStore`); the caller waits without the
+    /// interpreter lock.
     #[pyo3(signature = (func, function, mode, items, *, chunksize=None, task_timeout=None, progress_bar=false))]
     #[allow(clippy::too_many_arguments)]
     fn map(
@@ -254,34 +263,26 @@ impl Core {
         task_timeout: Option<f64>,
         progress_bar: bool,
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
-        let items = Items::new(items)?;
-        let error = items.error();
+        let function = slf.get().check_parts(function, mode)?;
+        let store = MapStore::new(items)?;
+        let run = LocalMap::new(py, store.clone(), func, mode)?;
+        let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
         // The batch runs on a thread of its own (which keeps the Core
         // alive), so that Ctrl-C interrupts the caller's wait.
         let core = slf.clone_ref(py);
-        let (run, codec) = slf.get().prepare_parts(py, func, function, mode)?;
-        let task_timeout = seconds("task_timeout", task_timeout)?;
+        let n = store.len();
         let out = crate::interrupt::run(py, "shoal-map", move || {
             core.get()
                 .builder(chunksize, None, task_timeout, progress_bar)
-                .map_with(run, codec, items)
+                .map_with(run, codec, 0..n)
+                .map(drop)
         })?;
-        if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(e);
+        if let Err(e) = out {
+            return Err(batch_error(py, &e));
         }
-        let values = match out {
-            Ok(values) => values,
-            Err(e) => return Err(batch_error(py, &e)),
-        };
-        let failure = failure_type(py)?;
-        let mut first_bad = None;
-        for (i, v) in values.iter().enumerate() {
-            if is_failure(v.bind(py), failure) {
-                first_bad = Some(i);
-                break;
-            }
-        }
-        Ok((PyList::new(py, values)?.unbind(), first_bad))
+        let (values, first_bad) = store.join(py, failure_type(py)?)?;
+        Ok((values.unbind(), first_bad))
     }
 
     /// Starts an open batch for single calls (`apply_async`, `submit`):

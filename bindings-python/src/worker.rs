@@ -2,7 +2,9 @@
 //! runs `shoal._worker`, which calls [`worker_main`]. That is the Rust
 //! worker loop of `shoal-process` (handshake, frames, shared memory, crash
 //! semantics), with one function, [`crate::chunk::PY_FUNCTION`], that hands
-//! each chunk to `shoal._codec.run_chunk` under the interpreter lock.
+//! each chunk to `shoal._codec.run_chunk` under the interpreter lock, and
+//! its variant for `map` chunks, [`crate::chunk::PY_MAP_FUNCTION`], which
+//! sends the chunk's header back in front of the results.
 
 use pyo3::exceptions::{PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
@@ -14,7 +16,7 @@ use shoal_core::backend::WorkerState;
 use shoal_core::function::{NamedFunction, Registry};
 use shoal_process::WorkerHooks;
 
-use crate::chunk::PY_FUNCTION;
+use crate::chunk::{MAP_HEADER, PY_FUNCTION, PY_MAP_FUNCTION};
 use crate::errors::describe;
 
 struct PythonChunks;
@@ -25,27 +27,53 @@ impl NamedFunction for PythonChunks {
     }
 
     fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
-        Python::attach(|py| {
-            let run = || -> PyResult<Vec<u8>> {
-                let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
-                let out = run_chunk.call1((PyBytes::new(py, arguments),))?;
-                Ok(out.cast::<PyBytes>()?.as_bytes().to_vec())
-            };
-            run().map_err(|e| {
-                // A task called sys.exit(): the worker exits, as it would
-                // in multiprocessing; the parent sees the worker lost.
-                if e.is_instance_of::<PySystemExit>(py) {
-                    let code =
-                        e.value(py).getattr("code").ok().and_then(|c| c.extract::<i32>().ok());
-                    std::process::exit(code.unwrap_or(1));
-                }
-                describe(py, &e)
-            })
-        })
+        run_chunk(arguments, &[])
     }
 }
 
+/// `map` chunks: a [`PythonChunks`] chunk behind a header, sent back.
+struct PythonMapChunks;
+
+impl NamedFunction for PythonMapChunks {
+    fn name(&self) -> &'static str {
+        PY_MAP_FUNCTION
+    }
+
+    fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
+        if arguments.len() < MAP_HEADER {
+            return Err("a map chunk lacks its header".to_string());
+        }
+        let (header, chunk) = arguments.split_at(MAP_HEADER);
+        run_chunk(chunk, header)
+    }
+}
+
+/// Runs one pickled chunk; the results' bytes follow `header`.
+fn run_chunk(arguments: &[u8], header: &[u8]) -> Result<Vec<u8>, String> {
+    Python::attach(|py| {
+        let run = || -> PyResult<Vec<u8>> {
+            let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
+            let out = run_chunk.call1((PyBytes::new(py, arguments),))?;
+            let out = out.cast::<PyBytes>()?.as_bytes();
+            let mut bytes = Vec::with_capacity(header.len() + out.len());
+            bytes.extend_from_slice(header);
+            bytes.extend_from_slice(out);
+            Ok(bytes)
+        };
+        run().map_err(|e| {
+            // A task called sys.exit(): the worker exits, as it would
+            // in multiprocessing; the parent sees the worker lost.
+            if e.is_instance_of::<PySystemExit>(py) {
+                let code = e.value(py).getattr("code").ok().and_then(|c| c.extract::<i32>().ok());
+                std::process::exit(code.unwrap_or(1));
+            }
+            describe(py, &e)
+        })
+    })
+}
+
 static PYTHON_CHUNKS: PythonChunks = PythonChunks;
+static PYTHON_MAP_CHUNKS: PythonMapChunks = PythonMapChunks;
 
 /// Runs this process as a shoal worker and exits when the pool lets it go.
 /// `init(worker_id)` runs before the first task (an exception is the
@@ -58,7 +86,10 @@ pub(crate) fn worker_main(
     init: Option<Py<PyAny>>,
     exit: Option<Py<PyAny>>,
 ) -> PyResult<()> {
-    let registry = Registry::new().with(&PYTHON_CHUNKS).map_err(PyRuntimeError::new_err)?;
+    let registry = Registry::new()
+        .with(&PYTHON_CHUNKS)
+        .and_then(|r| r.with(&PYTHON_MAP_CHUNKS))
+        .map_err(PyRuntimeError::new_err)?;
     let mut hooks = WorkerHooks::default();
     if let Some(init) = init {
         hooks.init = Some(Arc::new(move |w: WorkerId| {
