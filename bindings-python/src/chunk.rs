@@ -14,6 +14,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -72,6 +73,94 @@ impl Drop for Item {
     }
 }
 
+/// A `write` target for `pickle.Pickler`, collecting a chunk's bytes for
+/// the core (`shoal._codec.encode_chunk_into`). The pickler hands a large
+/// item's bytes straight to `write`, so a megabyte item is copied once,
+/// into the chunk, instead of into a pickle first (W5: a copy and 256
+/// fresh pages per item).
+#[pyclass(module = "shoal._shoal", frozen)]
+pub(crate) struct Sink {
+    /// The bytes so far, behind `keep` bytes of header.
+    buf: Mutex<Vec<u8>>,
+    keep: usize,
+}
+
+impl Sink {
+    fn new(header: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(header.len() + 4096);
+        buf.extend_from_slice(header);
+        Sink { buf: Mutex::new(buf), keep: header.len() }
+    }
+
+    fn take_bytes(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[pymethods]
+impl Sink {
+    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let b = b.as_bytes();
+            // Room for the pickle's small tail after a large item, so that
+            // it does not move the whole buffer.
+            if buf.capacity() - buf.len() < b.len() {
+                buf.reserve(b.len() + (64 << 10));
+            }
+            buf.extend_from_slice(b);
+            return Ok(b.len());
+        }
+        let view = PyBuffer::<u8>::get(data)?;
+        let at = buf.len();
+        buf.resize(at + view.len_bytes(), 0);
+        view.copy_to_slice(data.py(), &mut buf[at..])?;
+        Ok(view.len_bytes())
+    }
+
+    /// Drops what was written (a failed pickling starts over).
+    fn clear(&self) {
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).truncate(self.keep);
+    }
+}
+
+/// Pickles a chunk with `shoal._codec.encode_chunk_into`, behind `header`.
+fn encode_into(
+    py: Python<'_>,
+    encode_chunk_into: &Obj,
+    header: &[u8],
+    (function, mode, items): (&Py<PyBytes>, u8, Bound<'_, PyList>),
+) -> PyResult<Vec<u8>> {
+    let sink = Bound::new(py, Sink::new(header))?;
+    encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items))?;
+    Ok(sink.get().take_bytes())
+}
+
+/// Calls `f` with a read-only memoryview of `bytes`, not a copy (a chunk
+/// can be megabytes), released before this returns.
+pub(crate) fn with_view<'py, T>(
+    py: Python<'py>,
+    bytes: &[u8],
+    f: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<T>,
+) -> PyResult<T> {
+    // SAFETY: the view points into `bytes`, which outlives it: it is
+    // released below, and its only readers (`pickle.loads`) keep no
+    // export of it.
+    let view = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyMemoryView_FromMemory(
+                bytes.as_ptr() as *mut std::ffi::c_char,
+                bytes.len() as pyo3::ffi::Py_ssize_t,
+                pyo3::ffi::PyBUF_READ,
+            ),
+        )?
+    };
+    let out = f(&view);
+    view.call_method0(intern!(py, "release"))?;
+    out
+}
+
 /// `shoal._codec.<name>`.
 fn codec_fn(py: Python<'_>, name: &str) -> PyResult<Obj> {
     Ok(py.import("shoal._codec")?.getattr(name)?.unbind())
@@ -124,26 +213,25 @@ impl ChunkFn<Item, Obj> for LocalRun {
 
 /// Carries chunks to worker processes as pickles.
 pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult<Codec<Item, Obj>> {
-    let encode_chunk = codec_fn(py, "encode_chunk")?;
+    let encode_chunk_into = codec_fn(py, "encode_chunk_into")?;
     let decode_results = codec_fn(py, "decode_results")?;
     Ok(Codec::new(
         PY_FUNCTION,
         move |items: &[Item]| {
             Python::attach(|py| {
-                let encode = || -> PyResult<Vec<u8>> {
-                    // Moved, not copied: nothing is left to drop without
-                    // the lock (see `Item`). A chunk is encoded once.
-                    let list = PyList::new(py, items.iter().map(|x| x.take(py)))?;
-                    let bytes = encode_chunk.call1(py, (function.clone_ref(py), mode, list))?;
-                    Ok(bytes.bind(py).cast::<PyBytes>()?.as_bytes().to_vec())
-                };
-                encode().map_err(|e| plain_message(py, &e))
+                // Moved, not copied: nothing is left to drop without the
+                // lock (see `Item`). A chunk is encoded once.
+                PyList::new(py, items.iter().map(|x| x.take(py)))
+                    .and_then(|list| {
+                        encode_into(py, &encode_chunk_into, &[], (&function, mode, list))
+                    })
+                    .map_err(|e| plain_message(py, &e))
             })
         },
         move |bytes: &[u8]| {
             Python::attach(|py| {
                 let decode = || -> PyResult<Vec<Result<Obj, String>>> {
-                    let out = decode_results.call1(py, (PyBytes::new(py, bytes),))?;
+                    let out = with_view(py, bytes, |v| decode_results.call1(py, (v,)))?;
                     let out = out.bind(py).cast::<PyList>()?.clone();
                     Ok(out.iter().map(|x| Ok(x.unbind())).collect())
                 };
@@ -306,24 +394,17 @@ pub(crate) fn map_codec(
     function: Py<PyBytes>,
     mode: u8,
 ) -> PyResult<Codec<usize, ()>> {
-    let encode_chunk = codec_fn(py, "encode_chunk")?;
+    let encode_chunk_into = codec_fn(py, "encode_chunk_into")?;
     let decode_results = codec_fn(py, "decode_results")?;
     let decode_store = store.clone();
     Ok(Codec::new(
         PY_MAP_FUNCTION,
         move |items: &[usize]| {
             Python::attach(|py| {
-                let encode = || -> PyResult<Vec<u8>> {
-                    let list = store.slice(py, items);
-                    let bytes = encode_chunk.call1(py, (function.clone_ref(py), mode, list))?;
-                    let bytes = bytes.bind(py).cast::<PyBytes>()?.as_bytes();
-                    let first = items.first().copied().unwrap_or(0) as u64;
-                    let mut out = Vec::with_capacity(MAP_HEADER + bytes.len());
-                    out.extend_from_slice(&first.to_le_bytes());
-                    out.extend_from_slice(bytes);
-                    Ok(out)
-                };
-                encode().map_err(|e| plain_message(py, &e))
+                let first = items.first().copied().unwrap_or(0) as u64;
+                let list = store.slice(py, items);
+                encode_into(py, &encode_chunk_into, &first.to_le_bytes(), (&function, mode, list))
+                    .map_err(|e| plain_message(py, &e))
             })
         },
         move |bytes: &[u8]| {
@@ -333,7 +414,7 @@ pub(crate) fn map_codec(
             let first = u64::from_le_bytes(*header) as usize;
             Python::attach(|py| {
                 let decode = || -> PyResult<usize> {
-                    let out = decode_results.call1(py, (PyBytes::new(py, body),))?;
+                    let out = with_view(py, body, |v| decode_results.call1(py, (v,)))?;
                     let out = out.into_bound(py).cast_into::<PyList>()?;
                     let n = out.len();
                     decode_store.keep(first, out);

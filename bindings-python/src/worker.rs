@@ -16,7 +16,7 @@ use shoal_core::backend::WorkerState;
 use shoal_core::function::{NamedFunction, Registry};
 use shoal_process::WorkerHooks;
 
-use crate::chunk::{MAP_HEADER, PY_FUNCTION, PY_MAP_FUNCTION};
+use crate::chunk::{MAP_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
 use crate::errors::describe;
 
 struct PythonChunks;
@@ -53,7 +53,7 @@ fn run_chunk(arguments: &[u8], header: &[u8]) -> Result<Vec<u8>, String> {
     Python::attach(|py| {
         let run = || -> PyResult<Vec<u8>> {
             let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
-            let out = run_chunk.call1((PyBytes::new(py, arguments),))?;
+            let out = with_view(py, arguments, |v| run_chunk.call1((v,)))?;
             let out = out.cast::<PyBytes>()?.as_bytes();
             let mut bytes = Vec::with_capacity(header.len() + out.len());
             bytes.extend_from_slice(header);

@@ -3,8 +3,9 @@
 One chunk is one task of the Rust core. Both backends run it with
 :func:`run_items`; the process backend adds bytes around it:
 
-- parent: ``encode_chunk(function_bytes, mode, items)`` pickles the chunk
-  (the function travels as cloudpickle bytes, unpickled once per worker);
+- parent: ``encode_chunk_into(out, function_bytes, mode, items)`` pickles
+  the chunk (the function travels as cloudpickle bytes, unpickled once per
+  worker);
 - worker: ``run_chunk(payload)`` unpickles, runs, pickles the results;
 - parent: ``decode_results(payload)`` unpickles them.
 
@@ -129,6 +130,17 @@ def encode_chunk(function: bytes | None, mode: int, items: List[Any]) -> bytes:
             raise SerializationError(
                 f"cannot pickle the arguments: {_first_unpicklable(items)}"
             ) from None
+
+
+def encode_chunk_into(out: Any, function: bytes | None, mode: int, items: List[Any]) -> None:
+    """Pickles one chunk into ``out`` (``write``, ``clear``): the pickler
+    writes a large item's bytes straight to ``out``, without a copy in a
+    pickle of its own."""
+    try:
+        pickle.Pickler(out, protocol=PROTOCOL).dump((function, mode, items))
+    except Exception:  # noqa: BLE001 - encode_chunk falls back or says why
+        out.clear()
+        out.write(encode_chunk(function, mode, items))
 
 
 def decode_results(payload: bytes) -> List[Any]:
