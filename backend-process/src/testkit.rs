@@ -76,6 +76,9 @@ fn hold_mb(mb: u64) -> u32 {
 fn square_pid(x: u64) -> (u64, u32) {
     (x * x, std::process::id())
 }
+fn task_of(_: String) -> u64 {
+    task::task_id().map_or(u64::MAX, |t| t.0)
+}
 
 /// Exits the worker with this code.
 pub static EXIT: Function<i32, ()> = Function::new("crash.exit", exit_with);
@@ -106,10 +109,12 @@ pub static PRINT_THEN_SLEEP: Function<u64, ()> =
 pub static HOLD_MB: Function<u64, u32> = Function::new("crash.hold_mb", hold_mb);
 /// `(x * x, pid)`.
 pub static SQUARE_PID: Function<u64, (u64, u32)> = Function::new("crash.square_pid", square_pid);
+/// The id of the task (the chunk) the item ran in.
+pub static TASK_OF: Function<String, u64> = Function::new("crash.task_of", task_of);
 
 /// The conformance suite's functions plus the crashing ones.
 pub fn registry() -> Registry {
-    let crash: [&'static dyn NamedFunction; 12] = [
+    let crash: [&'static dyn NamedFunction; 13] = [
         &HOLD_MB,
         &NESTED_SUM,
         &ENV_REPORT,
@@ -122,6 +127,7 @@ pub fn registry() -> Registry {
         &EXIT_ONCE,
         &EXIT_SOON,
         &SQUARE_PID,
+        &TASK_OF,
     ];
     crash
         .into_iter()

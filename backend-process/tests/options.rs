@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use shoal_core::testkit::SQUARE;
 use shoal_core::{Message, Pool};
-use shoal_process::testkit::{ENV_REPORT, HOLD_MB, NESTED_SUM, PRINT_THEN_SLEEP, SQUARE_PID};
+use shoal_process::testkit::{
+    ENV_REPORT, HOLD_MB, NESTED_SUM, PRINT_THEN_SLEEP, SQUARE_PID, TASK_OF,
+};
 use shoal_process::{Output, Process};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_shoal-testkit-worker");
@@ -51,6 +53,21 @@ fn large_payloads_round_trip_through_shared_memory() {
         })
         .unwrap_or(0);
     assert_eq!(leftovers, 0, "every segment was unlinked by its reader");
+}
+
+#[test]
+fn large_items_are_not_batched() {
+    // 40 items of 300 KiB: automatic chunks hold at most MAX_CHUNK_BYTES
+    // (1 MiB) of arguments, so three items, whatever the items' times.
+    let pool = Pool::builder().workers(2).build(Process::new().program(WORKER)).unwrap();
+    let items = (0..40).map(|i| char::from(b'a' + i as u8 % 26).to_string().repeat(300 << 10));
+    let tasks = pool.map_fn(&TASK_OF, items).unwrap();
+    let mut per_task = std::collections::HashMap::new();
+    for t in &tasks {
+        *per_task.entry(*t).or_insert(0) += 1;
+    }
+    assert!(per_task.values().all(|&n| n <= 3), "{per_task:?}");
+    assert!(per_task.len() >= 14, "{per_task:?}");
 }
 
 #[test]
