@@ -16,13 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyType};
+use pyo3::types::{PyBytes, PyList};
 use shoal_core::error::TaskError;
 use shoal_core::{ChunkFn, Codec};
 
-use crate::batch::is_failure;
+use crate::batch::{failure_type, is_failure};
 use crate::errors::describe;
 
 /// The name under which worker processes run Python chunks.
@@ -268,7 +269,16 @@ pub(crate) const MAP_HEADER: usize = 8;
 pub(crate) struct MapStore {
     items: Py<PyList>,
     len: usize,
-    results: Mutex<Vec<(usize, Py<PyList>)>>,
+    results: Mutex<Vec<Part>>,
+}
+
+/// The results of one chunk of a `map`.
+struct Part {
+    /// The index of its first item.
+    first: usize,
+    results: Py<PyList>,
+    /// The offset of its first `Failure`.
+    bad: Option<usize>,
 }
 
 impl MapStore {
@@ -300,8 +310,15 @@ impl MapStore {
         PyList::new(py, picked).expect("a list of known length")
     }
 
-    fn keep(&self, first: usize, results: Bound<'_, PyList>) {
-        self.results.lock().unwrap_or_else(|p| p.into_inner()).push((first, results.unbind()));
+    /// Keeps a chunk's results, noting its first `Failure` now, while the
+    /// thread that made them has them in its cache (at the end, the caller
+    /// would read every result from memory once more).
+    fn keep(&self, py: Python<'_>, first: usize, results: Bound<'_, PyList>) -> PyResult<()> {
+        let failure = failure_type(py)?;
+        let bad = results.iter().position(|v| is_failure(&v, failure));
+        let part = Part { first, results: results.unbind(), bad };
+        self.results.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+        Ok(())
     }
 
     /// Every result in input order, and the index of the first that is a
@@ -309,22 +326,16 @@ impl MapStore {
     pub(crate) fn join<'py>(
         &self,
         py: Python<'py>,
-        failure: &Bound<'py, PyType>,
     ) -> PyResult<(Bound<'py, PyList>, Option<usize>)> {
         let mut parts =
             std::mem::take(&mut *self.results.lock().unwrap_or_else(|p| p.into_inner()));
-        parts.sort_unstable_by_key(|(first, _)| *first);
-        let mut first_bad = None;
+        parts.sort_unstable_by_key(|p| p.first);
         let mut at = 0;
-        for (first, part) in &parts {
-            let part = part.bind(py);
-            if *first != at {
+        for part in &parts {
+            if part.first != at {
                 return Err(PyRuntimeError::new_err(format!("map: results from {at} missing")));
             }
-            if first_bad.is_none() {
-                first_bad = part.iter().position(|v| is_failure(&v, failure)).map(|o| at + o);
-            }
-            at += part.len();
+            at += part.results.bind(py).len();
         }
         if at != self.len {
             return Err(PyRuntimeError::new_err(format!(
@@ -332,10 +343,31 @@ impl MapStore {
                 self.len
             )));
         }
-        let out = PyList::empty(py);
-        for (_, part) in &parts {
-            out.call_method1(intern!(py, "extend"), (part.bind(py),))?;
-        }
+        let first_bad = parts.iter().find_map(|p| p.bad.map(|o| p.first + o));
+        // SAFETY: `out` is a new list of `len` slots, each set once below;
+        // a part's references move into it only when nobody else holds
+        // the part (its length then drops to 0, so freeing it releases
+        // nothing), otherwise they are copied with a reference of their own.
+        let out = unsafe {
+            let out = ffi::PyList_New(self.len as ffi::Py_ssize_t);
+            let out = Bound::from_owned_ptr_or_err(py, out)?.cast_into_unchecked::<PyList>();
+            for part in &parts {
+                let list = part.results.bind(py).as_ptr();
+                let n = ffi::PyList_GET_SIZE(list);
+                let only = ffi::Py_REFCNT(list) == 1;
+                for j in 0..n {
+                    let item = ffi::PyList_GET_ITEM(list, j);
+                    if !only {
+                        ffi::Py_INCREF(item);
+                    }
+                    ffi::PyList_SET_ITEM(out.as_ptr(), part.first as ffi::Py_ssize_t + j, item);
+                }
+                if only {
+                    (*list.cast::<ffi::PyVarObject>()).ob_size = 0;
+                }
+            }
+            out
+        };
         Ok((out, first_bad))
     }
 }
@@ -371,8 +403,14 @@ impl ChunkFn<usize, ()> for LocalMap {
             };
             match run() {
                 Ok(out) if out.len() == n => {
-                    self.store.keep(items.first().copied().unwrap_or(0), out);
-                    values.resize(n, ());
+                    let first = items.first().copied().unwrap_or(0);
+                    match self.store.keep(py, first, out) {
+                        Ok(()) => values.resize(n, ()),
+                        Err(e) => {
+                            let message = describe(py, &e);
+                            errors.extend((0..n).map(|i| (i, TaskError::panic(message.clone()))));
+                        }
+                    }
                 }
                 Ok(out) => {
                     let message = format!("run_items returned {} results for {n} items", out.len());
@@ -417,7 +455,7 @@ pub(crate) fn map_codec(
                     let out = with_view(py, body, |v| decode_results.call1(py, (v,)))?;
                     let out = out.into_bound(py).cast_into::<PyList>()?;
                     let n = out.len();
-                    decode_store.keep(first, out);
+                    decode_store.keep(py, first, out)?;
                     Ok(n)
                 };
                 match decode() {

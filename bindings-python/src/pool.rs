@@ -10,7 +10,7 @@ use shoal_core::{BatchBuilder, Codec, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream, failure_type};
+use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream};
 use crate::chunk::{EACH, Item, LocalMap, LocalRun, MapStore, Obj, codec, map_codec};
 use crate::errors::batch_error;
 
@@ -281,7 +281,7 @@ impl Core {
         if let Err(e) = out {
             return Err(batch_error(py, &e));
         }
-        let (values, first_bad) = store.join(py, failure_type(py)?)?;
+        let (values, first_bad) = store.join(py)?;
         Ok((values.unbind(), first_bad))
     }
 
