@@ -397,7 +397,8 @@ class Pool:
         check: bool = True,
     ) -> Tuple[List[Any], Optional[int]]:
         """Every value of an ordered batch and the first failed index: the
-        core's eager map, chunked to the input's length when it has one.
+        core's eager map over the whole input, taken first (as
+        multiprocessing does), in chunks that are slices of it.
         ``check=False``: accepted earlier (``map_async``), runs even if the
         pool was closed since."""
         func, function = self._function(func, chunksize, check)
