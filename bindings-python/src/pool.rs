@@ -312,7 +312,7 @@ impl Core {
         if let Some(q) = &queue {
             let q = q.clone();
             b = b.chunksize(1).on_message(move |index, m| {
-                q.push(Event::Message(index, m));
+                q.push(Event::Message(index, Box::new(m)));
             });
         }
         let (feeder, results) = b.open_with(run, codec);
