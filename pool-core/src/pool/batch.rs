@@ -49,6 +49,7 @@ pub struct BatchBuilder<'p> {
     task_timeout: Option<Duration>,
     invalid: Option<BuildError>,
     on_message: Option<OnMessage>,
+    chunking_key: Option<Arc<str>>,
 }
 
 /// Receives the messages (progress, log, data) that a batch's tasks send,
@@ -66,7 +67,20 @@ impl<'p> BatchBuilder<'p> {
             task_timeout: pool.inner.task_timeout,
             invalid: None,
             on_message: None,
+            chunking_key: None,
         }
+    }
+
+    /// Automatic chunking starts from the item time that the pool's last
+    /// batch under `key` measured, instead of probing with one-item chunks
+    /// (a round trip each on a worker process), and leaves its own for the
+    /// next. Batches of a named function ([`Pool::map_fn`] and friends)
+    /// use the function's name unless given another key. Give one key to
+    /// batches of the same work only: a wrong item time costs load balance
+    /// until the first chunk is measured.
+    pub fn chunking_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.chunking_key = Some(key.into());
+        self
     }
 
     /// Hands the messages of the batch's tasks (`task::progress`, `log`,
@@ -124,7 +138,7 @@ impl<'p> BatchBuilder<'p> {
     }
 
     fn engine_for<It, A, R>(
-        self,
+        mut self,
         f: &'static Function<A, R>,
         items: It,
         lazy: bool,
@@ -134,6 +148,9 @@ impl<'p> BatchBuilder<'p> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        if self.chunking_key.is_none() {
+            self.chunking_key = Some(f.name().into());
+        }
         self.engine_named(items, f.as_fn(), lazy, Some(Codec::for_function(f)))
     }
 
@@ -189,11 +206,15 @@ impl<'p> BatchBuilder<'p> {
         R: Send,
     {
         let workers = self.pool.inner.config.max;
-        let chunker = match self.chunksize {
+        let mut chunker = match self.chunksize {
             Some(n) => Chunker::fixed(n),
             None if lazy => Chunker::automatic(workers).with_cap(LAZY_CHUNK_CAP),
             None => Chunker::automatic(workers),
         };
+        if let Some(learned) = self.chunking_key.as_deref().and_then(|k| self.pool.inner.learned(k))
+        {
+            chunker = chunker.start_from(learned);
+        }
         let total = match items.size_hint() {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
@@ -211,6 +232,7 @@ impl<'p> BatchBuilder<'p> {
             named,
         );
         engine.on_message = self.on_message;
+        engine.chunking_key = self.chunking_key;
         engine
     }
 
@@ -719,6 +741,8 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     /// Argument buffers of named chunks, reused once their chunk ended
     /// (see [`spare_buffer`]).
     buffers: Vec<Arc<Vec<u8>>>,
+    /// Where to leave what the chunker measured ([`BatchBuilder::chunking_key`]).
+    chunking_key: Option<Arc<str>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -805,6 +829,7 @@ where
             open: None,
             on_message: None,
             buffers: Vec::new(),
+            chunking_key: None,
             _r: PhantomData,
         }
     }
@@ -1090,6 +1115,9 @@ impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
         // (killing their workers would cost more than it saves).
         for (task, _) in self.in_flight.drain() {
             self.inner.link.send(Msg::CancelQueued(task));
+        }
+        if let (Some(key), Some(learned)) = (self.chunking_key.take(), self.chunker.learned()) {
+            self.inner.learn(key, learned);
         }
         if self.wait_release {
             // A scoped batch's chunks borrow the caller's stack: wait until

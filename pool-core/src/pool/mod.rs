@@ -11,6 +11,7 @@ pub(crate) mod scope;
 mod slice;
 pub mod wait;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -212,6 +213,7 @@ impl PoolBuilder {
                 accepts_named,
                 backend_name,
                 progress_bar: self.progress_bar,
+                learned: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -235,9 +237,30 @@ pub(crate) struct Inner {
     accepts_named: bool,
     backend_name: String,
     progress_bar: bool,
+    /// What the last batch under each chunking key measured
+    /// ([`BatchBuilder::chunking_key`]).
+    learned: Mutex<HashMap<Arc<str>, crate::chunking::Learned>>,
 }
 
+/// The most chunking keys a pool remembers; beyond, it starts over (a
+/// forgotten key costs one batch its probes, nothing else).
+const LEARNED_KEYS: usize = 64;
+
 impl Inner {
+    /// What the last batch under `key` measured.
+    pub(crate) fn learned(&self, key: &str) -> Option<crate::chunking::Learned> {
+        self.learned.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+    }
+
+    /// Remembers what a batch under `key` measured.
+    pub(crate) fn learn(&self, key: Arc<str>, learned: crate::chunking::Learned) {
+        let mut map = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= LEARNED_KEYS && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, learned);
+    }
+
     /// Holds the gate open for one submission, or `None` once closed.
     pub(crate) fn open(&self) -> Option<RwLockReadGuard<'_, bool>> {
         let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
