@@ -18,6 +18,7 @@
 mod batch;
 mod chunk;
 mod errors;
+mod forkserver;
 mod interrupt;
 mod pool;
 mod worker;
@@ -57,6 +58,9 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(worker_id, m)?)?;
     m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
+    m.add_function(wrap_pyfunction!(forkserver::fork_sibling, m)?)?;
+    m.add_function(wrap_pyfunction!(forkserver::become_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;
     m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! [`Core`]: a `shoal_core::Pool` for the Python layer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -113,9 +114,12 @@ fn seconds(name: &'static str, s: Option<f64>) -> PyResult<Option<Duration>> {
 #[pymethods]
 impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
-    /// worker program and its arguments (a Python running `shoal._worker`).
+    /// worker program and its arguments (a Python running `shoal._worker`),
+    /// or `launch` starts each worker instead (`launch(fds, env, cwd)`
+    /// returns the pid of a child of this process; the `forkserver` start
+    /// method).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, worker_init=None, worker_exit=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, launch=None, worker_init=None, worker_exit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -128,6 +132,7 @@ impl Core {
         command: Option<Vec<String>>,
         env: Option<Vec<(String, String)>>,
         cwd: Option<String>,
+        launch: Option<Obj>,
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
     ) -> PyResult<Self> {
@@ -177,6 +182,9 @@ impl Core {
                 }
                 if let Some(dir) = cwd {
                     p = p.current_dir(dir);
+                }
+                if let Some(launch) = launch {
+                    p = p.launcher(Arc::new(crate::forkserver::PyLauncher { launch }));
                 }
                 // Built without the interpreter lock: worker hooks take it.
                 py.detach(|| b.build(p))

@@ -119,3 +119,11 @@ def chatty(x):
     shoal.log(f"working on {x}")
     shoal.progress(1.0)
     return x * 2
+
+
+def parent_pid(_=None):
+    return os.getppid()
+
+
+def env_value(name):
+    return os.environ.get(name)

@@ -22,7 +22,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _codec, _context, _shoal
+from . import _codec, _context, _forkserver, _shoal
 from ._codec import CALL, STAR, Failure
 from ._worker import to_env
 
@@ -69,10 +69,13 @@ def _large_item_chunksize(iterable: Any) -> Optional[int]:
     except Exception:  # noqa: BLE001 - the batch reports it properly
         return None
     return max(1, CHUNK_BYTES // size) if size >= LARGE_ITEM else None
-#: ``spawn``: a new interpreter per worker. (A ``fork`` start method worked
-#: but could deadlock a forked child on a lock of pyo3's that another thread
-#: held at the fork; it is left out until that is ruled out.)
-START_METHODS = ("spawn",)
+#: ``forkserver`` (the default): workers are forked from a single-threaded
+#: server process that imported shoal once (``shoal._forkserver``): a
+#: millisecond per worker instead of tens, and safe, as no other thread holds
+#: a lock at the fork. ``spawn``: a new interpreter per worker. (Forking the
+#: pool's own process, ``fork``, is left out: a pool runs threads, and a lock
+#: one of them held at the fork would stay locked in the worker.)
+START_METHODS = ("forkserver", "spawn")
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = True) -> Optional[int]:
@@ -254,8 +257,10 @@ class Pool:
     worker after that many tasks. ``task_timeout`` (seconds) stops a task
     that runs longer (its worker process is replaced) and fails it with
     ``TaskTimeoutError``. ``context`` is accepted for compatibility and
-    ignored; ``start_method`` may be ``"spawn"`` (the default and, so far,
-    the only one: each worker is a new interpreter).
+    ignored; ``start_method`` is ``"forkserver"`` (the default: each worker
+    is forked from a server process that imported shoal once; it runs the
+    code of its tasks' modules, not of the pool's process) or ``"spawn"``
+    (each worker is a new interpreter).
     """
 
     def __init__(
@@ -314,6 +319,8 @@ class Pool:
         kwargs: Dict[str, Any] = {"lifespan": lifespan, "task_timeout": self._task_timeout}
         if self._process:
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
+            if start_method in (None, "forkserver"):
+                kwargs["launch"] = _forkserver.launch
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
             if shared_objects is not None:

@@ -8,6 +8,9 @@ __all__ = [
     "Core",
     "Stream",
     "WORKER_FUNCTION",
+    "become_worker",
+    "die_with_parent",
+    "fork_sibling",
     "log",
     "progress",
     "worker_id",
@@ -20,6 +23,9 @@ def progress(fraction: float) -> None: ...
 def log(text: str) -> None: ...
 def worker_id() -> Optional[int]: ...
 def worker_main(init: Optional[Any] = None, exit: Optional[Any] = None) -> None: ...
+def fork_sibling() -> int: ...
+def become_worker(fds: Sequence[Tuple[int, int]], parent: int) -> None: ...
+def die_with_parent(parent: int) -> None: ...
 @final
 class Core:
     def __new__(
@@ -34,6 +40,7 @@ class Core:
         command: Optional[Sequence[str]] = None,
         env: Optional[Sequence[Tuple[str, str]]] = None,
         cwd: Optional[str] = None,
+        launch: Optional[Any] = None,
         worker_init: Optional[Any] = None,
         worker_exit: Optional[Any] = None,
     ) -> Core: ...

@@ -1,0 +1,93 @@
+"""Start methods: ``forkserver`` (the default) and ``spawn``."""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import shoal
+from tasks import env_value, nested_sum, parent_pid, square
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_workers_are_children_of_the_pool_process(start_method):
+    with shoal.Pool(2, start_method=start_method) as p:
+        assert p.map(square, range(20)) == [x * x for x in range(20)]
+        assert set(p.map(parent_pid, range(8))) == {os.getpid()}
+
+
+def test_unknown_start_methods_are_refused_by_name():
+    with pytest.raises(ValueError, match="start_method"):
+        shoal.Pool(2, start_method="fork")
+
+
+def test_workers_see_the_environment_of_their_pool():
+    os.environ["SHOAL_TEST_ENV"] = "before"
+    with shoal.Pool(1) as p:
+        assert p.apply(env_value, ("SHOAL_TEST_ENV",)) == "before"
+    # The server started with the first pool; a later pool's workers still
+    # get the environment as it is now.
+    os.environ["SHOAL_TEST_ENV"] = "after"
+    try:
+        with shoal.Pool(1) as p:
+            assert p.apply(env_value, ("SHOAL_TEST_ENV",)) == "after"
+    finally:
+        del os.environ["SHOAL_TEST_ENV"]
+
+
+def test_a_pool_outlives_the_thread_that_made_it():
+    # Linux kills a child when the *thread* that forked it exits, if the
+    # child asked for a parent-death signal: neither the fork server nor
+    # its workers may hang on a short-lived thread.
+    made = []
+    t = threading.Thread(target=lambda: made.append(shoal.Pool(2)))
+    t.start()
+    t.join()
+    with made[0] as p:
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+    with shoal.Pool(2) as p:
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+
+
+def test_nested_pools_in_forked_workers():
+    with shoal.Pool(2) as p:
+        assert p.map(nested_sum, [3, 4]) == [nested_sum(3), nested_sum(4)]
+
+
+def test_server_and_workers_die_with_the_pool_process(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        import shoal
+        from shoal import _forkserver
+        from tasks import pid
+        p = shoal.Pool(2)
+        workers = set(p.map(pid, range(50)))
+        print(_forkserver._server[0].pid, *workers, flush=True)
+        time.sleep(600)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(__file__),
+        text=True,
+    )
+    pids = [int(x) for x in child.stdout.readline().split()]
+    assert len(pids) >= 2
+    # A pidfd becomes readable when its process ends (zombie or reaped).
+    fds = [os.pidfd_open(p) for p in pids]
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    try:
+        for pid, fd in zip(pids, fds):
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, f"process {pid} outlived the pool's process"
+    finally:
+        for fd in fds:
+            os.close(fd)
