@@ -1,29 +1,56 @@
-//! The Rust half of the `forkserver` start method (the protocol and the
-//! server are in `shoal/_forkserver.py`).
+//! The `forkserver` start method: worker processes forked from a server.
+//!
+//! Starting a new interpreter for every worker (`spawn`) costs tens of
+//! milliseconds; forking the pool's own process is fast but not safe, as a
+//! pool runs threads (a lock one of them held at the fork stays locked in
+//! the child). The fork server is a single-threaded interpreter, one per
+//! pool process, started with the first pool that needs it, which imported
+//! shoal once (`shoal._forkserver.serve`) and forks each worker in about a
+//! millisecond.
 //!
 //! A pool's workers must be children of the pool's process: the process
 //! backend waits for them, reads their exit status and signals them by pid
-//! (`shoal_process::Launcher`). The fork server is a single-threaded
-//! interpreter that imported shoal once; it makes each worker with
-//! `clone(CLONE_PARENT)`, a fork whose parent is the server's parent, the
-//! pool's process. Forking there is safe where forking the pool's own
-//! process is not: no other thread can hold a lock at that moment.
+//! (`shoal_process::Launcher`). The server therefore forks with
+//! `clone(CLONE_PARENT)` ([`fork_sibling`]): the worker's parent is the
+//! server's parent, the pool's process.
 //!
-//! - [`PyLauncher`]: the pool's side; the process backend calls it on a
-//!   supervisor thread, it calls `shoal._forkserver.launch`.
-//! - [`fork_sibling`]: the server's fork, with CPython's before/after-fork
-//!   hooks around it as `os.fork` has them.
-//! - [`become_worker`]: the new worker puts its connection and segments at
-//!   their fd numbers, closes the server's fds, dies with the pool's
-//!   process and applies the workers' malloc settings.
+//! # Protocol
+//! A Unix stream socket pair; the server's end is its stdin.
+//! - Request (pool to server): an 8-byte little-endian length `n`, sent
+//!   with the worker's fds attached (SCM_RIGHTS), then `n` bytes: a 4-byte
+//!   little-endian count `k`, `k` 4-byte little-endian fd numbers (where
+//!   the worker gets the attached fds, in order: the connection and the
+//!   shared-memory segments), the working directory, then the worker's
+//!   whole environment as `KEY=VALUE` entries, each of these strings
+//!   NUL-terminated.
+//! - Reply (server to pool): the worker's pid as a signed 8-byte
+//!   little-endian integer, or a negative errno if the fork failed.
+//!
+//! The pool's side ([`ForkServer`]) is Rust, so that starting a worker
+//! never waits for the interpreter lock (a supervisor thread would wait
+//! for it behind the caller's Python code). The environment sent is this
+//! process's at the request (Python's `os.environ` writes go through
+//! `putenv`) plus the pool's own variables.
+//!
+//! Lifetimes: the server exits when the pool's process closes its end or
+//! dies (its parent-death signal); a worker dies with the pool's process.
+//! Linux sends the parent-death signal when the parent *thread* exits, so
+//! the server is started from a thread that lives as long as the process
+//! ([`keeper`]), never from a pool's supervisor thread.
 
-use std::io;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use shoal_process::{Launch, Launcher};
-
-use crate::chunk::Obj;
 
 /// glibc keeps freed memory up to this size instead of returning it to the
 /// kernel after every task (DESIGN.md: numpy temporaries in workers); a
@@ -31,26 +58,183 @@ use crate::chunk::Obj;
 /// reads only when a program starts.
 const MALLOC_THRESHOLD: libc::c_int = 128 << 20;
 
-/// Starts a worker by calling a Python function with the [`Launch`]'s fds,
-/// environment and working directory; the function returns the pid.
-pub(crate) struct PyLauncher {
-    pub(crate) launch: Obj,
+/// The pool's side: starts workers through this process's fork server
+/// (started on first use with `python`).
+pub(crate) struct ForkServer {
+    pub(crate) python: PathBuf,
 }
 
-impl Launcher for PyLauncher {
-    fn launch(&self, launch: &Launch) -> io::Result<u32> {
-        let env: Vec<(String, String)> = launch
-            .env
-            .iter()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
-            .collect();
-        let cwd = launch.current_dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        Python::attach(|py| {
-            self.launch
-                .call1(py, (launch.fds.clone(), env, cwd))
-                .and_then(|pid| pid.extract::<u32>(py))
-                .map_err(|e| io::Error::other(crate::errors::describe(py, &e)))
+/// This process's server: the child, our end, and the pid that started it
+/// (a forked copy of this process must start its own).
+struct Server {
+    child: Child,
+    sock: UnixStream,
+    owner: u32,
+}
+
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+type Spawn = Box<dyn FnOnce() -> io::Result<Child> + Send>;
+/// A spawn for the keeper thread, and where its outcome goes.
+type Job = (Spawn, mpsc::Sender<io::Result<Child>>);
+
+/// A thread that lives as long as the process and starts the servers (see
+/// the module docs); `None` if it could not be started.
+fn keeper() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+    static KEEPER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    KEEPER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("shoal-forkserver".into())
+                .spawn(move || {
+                    for (spawn, done) in rx {
+                        let _ = done.send(spawn());
+                    }
+                })
+                .ok()?;
+            Some(Mutex::new(tx))
         })
+        .as_ref()
+}
+
+impl ForkServer {
+    fn start(&self) -> io::Result<Server> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let python = self.python.clone();
+        let spawn: Spawn = Box::new(move || {
+            Command::new(python)
+                .args(["-c", "from shoal._forkserver import serve; serve()"])
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .spawn()
+        });
+        let (done_tx, done_rx) = mpsc::channel();
+        let keeper = keeper().ok_or_else(|| io::Error::other("cannot start a thread"))?;
+        keeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((spawn, done_tx))
+            .map_err(|_| io::Error::other("the fork server's thread is gone"))?;
+        let child =
+            done_rx.recv().map_err(|_| io::Error::other("the fork server's thread is gone"))??;
+        Ok(Server { child, sock: ours, owner: std::process::id() })
+    }
+}
+
+/// The request's bytes after its length (see the module docs).
+fn request(launch: &Launch) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(&(launch.fds.len() as u32).to_le_bytes());
+    for &(_, to) in &launch.fds {
+        out.extend_from_slice(&to.to_le_bytes());
+    }
+    let cwd = match &launch.current_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let mut push = |s: &[u8]| -> io::Result<()> {
+        if s.contains(&0) {
+            return Err(io::Error::other("a NUL byte in the environment or directory"));
+        }
+        out.extend_from_slice(s);
+        out.push(0);
+        Ok(())
+    };
+    push(cwd.as_os_str().as_bytes())?;
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    env.extend(launch.env.iter().cloned());
+    for (k, v) in env {
+        let mut entry = k.into_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(v.as_bytes());
+        push(&entry)?;
+    }
+    Ok(out)
+}
+
+/// Sends `bytes` with `fds` attached to its first byte.
+fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let data = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(data as u32) } as usize;
+    // u64s: the control buffer must be aligned for a cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov =
+        libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the
+    // sendmsg call, and the cmsg lies inside `control` (CMSG_SPACE).
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr(),
+            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+            fds.len(),
+        );
+        libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    (&*sock).write_all(&bytes[sent as usize..])
+}
+
+/// One request and its reply over `server`.
+fn ask(server: &Server, launch: &Launch, body: &[u8]) -> io::Result<i64> {
+    let fds: Vec<RawFd> = launch.fds.iter().map(|&(fd, _)| fd).collect();
+    send_with_fds(&server.sock, &(body.len() as u64).to_le_bytes(), &fds)?;
+    (&server.sock).write_all(body)?;
+    let mut reply = [0u8; 8];
+    (&server.sock).read_exact(&mut reply)?;
+    Ok(i64::from_le_bytes(reply))
+}
+
+impl Launcher for ForkServer {
+    fn launch(&self, launch: &Launch) -> io::Result<u32> {
+        let body = request(launch)?;
+        let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        // A server that died (or belongs to the process this one was
+        // forked from) is replaced once; a second failure is the worker's.
+        let mut fresh = false;
+        let reply = loop {
+            let usable = server.as_mut().is_some_and(|s| {
+                s.owner == std::process::id() && matches!(s.child.try_wait(), Ok(None))
+            });
+            if !usable {
+                if let Some(mut old) = server.take()
+                    && old.owner == std::process::id()
+                {
+                    drop(old.sock);
+                    let _ = old.child.wait();
+                }
+                *server = Some(self.start()?);
+                fresh = true;
+            }
+            let current = server.as_ref().expect("started above");
+            match ask(current, launch, &body) {
+                Ok(reply) => break reply,
+                Err(e) if fresh => return Err(e),
+                Err(_) => {
+                    // Closing our end stops it; `usable` then restarts it.
+                    if let Some(s) = server.as_mut() {
+                        let _ = s.sock.shutdown(std::net::Shutdown::Both);
+                        let _ = s.child.kill();
+                    }
+                }
+            }
+        };
+        if reply < 0 {
+            let e = io::Error::from_raw_os_error((-reply) as i32);
+            return Err(io::Error::other(format!("the fork server could not fork a worker: {e}")));
+        }
+        Ok(reply as u32)
     }
 }
 

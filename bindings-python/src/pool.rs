@@ -115,11 +115,10 @@ fn seconds(name: &'static str, s: Option<f64>) -> PyResult<Option<Duration>> {
 impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
     /// worker program and its arguments (a Python running `shoal._worker`),
-    /// or `launch` starts each worker instead (`launch(fds, env, cwd)`
-    /// returns the pid of a child of this process; the `forkserver` start
-    /// method).
+    /// or, with `forkserver` (a Python executable), workers are forked from
+    /// this process's fork server (see `forkserver.rs`).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, launch=None, worker_init=None, worker_exit=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, forkserver=None, worker_init=None, worker_exit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -132,7 +131,7 @@ impl Core {
         command: Option<Vec<String>>,
         env: Option<Vec<(String, String)>>,
         cwd: Option<String>,
-        launch: Option<Obj>,
+        forkserver: Option<std::path::PathBuf>,
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
     ) -> PyResult<Self> {
@@ -183,8 +182,8 @@ impl Core {
                 if let Some(dir) = cwd {
                     p = p.current_dir(dir);
                 }
-                if let Some(launch) = launch {
-                    p = p.launcher(Arc::new(crate::forkserver::PyLauncher { launch }));
+                if let Some(python) = forkserver {
+                    p = p.launcher(Arc::new(crate::forkserver::ForkServer { python }));
                 }
                 // Built without the interpreter lock: worker hooks take it.
                 py.detach(|| b.build(p))

@@ -64,11 +64,21 @@ def test_server_and_workers_die_with_the_pool_process(tmp_path):
         """
         import os, sys, time
         import shoal
-        from shoal import _forkserver
         from tasks import pid
         p = shoal.Pool(2)
         workers = set(p.map(pid, range(50)))
-        print(_forkserver._server[0].pid, *workers, flush=True)
+        def ours(d):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    return ppid == os.getpid() and b"shoal._forkserver" in f.read()
+            except OSError:
+                return False
+        # The server and its workers (forks of it, with its command line).
+        forked = {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
+        assert workers < forked and len(forked) == 3, (workers, forked)
+        print(*forked, flush=True)
         time.sleep(600)
         """
     )
@@ -79,7 +89,7 @@ def test_server_and_workers_die_with_the_pool_process(tmp_path):
         text=True,
     )
     pids = [int(x) for x in child.stdout.readline().split()]
-    assert len(pids) >= 2
+    assert len(pids) == 3, pids
     # A pidfd becomes readable when its process ends (zombie or reaped).
     fds = [os.pidfd_open(p) for p in pids]
     child.send_signal(signal.SIGKILL)

@@ -22,7 +22,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _codec, _context, _forkserver, _shoal
+from . import _codec, _context, _shoal
 from ._codec import CALL, STAR, Failure
 from ._worker import to_env
 
@@ -320,7 +320,7 @@ class Pool:
         if self._process:
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
             if start_method in (None, "forkserver"):
-                kwargs["launch"] = _forkserver.launch
+                kwargs["forkserver"] = sys.executable
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
             if shared_objects is not None:

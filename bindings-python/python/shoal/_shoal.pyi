@@ -40,7 +40,7 @@ class Core:
         command: Optional[Sequence[str]] = None,
         env: Optional[Sequence[Tuple[str, str]]] = None,
         cwd: Optional[str] = None,
-        launch: Optional[Any] = None,
+        forkserver: Optional[str] = None,
         worker_init: Optional[Any] = None,
         worker_exit: Optional[Any] = None,
     ) -> Core: ...
