@@ -37,8 +37,12 @@ impl Core {
         max_in_flight: Option<usize>,
         task_timeout: Option<Duration>,
         progress_bar: bool,
+        key: Option<String>,
     ) -> BatchBuilder<'_> {
         let mut b = self.pool().batch().progress_bar(progress_bar);
+        if let Some(key) = key {
+            b = b.chunking_key(key);
+        }
         if let Some(n) = chunksize {
             b = b.chunksize(n);
         }
@@ -221,8 +225,10 @@ impl Core {
     /// `(index, ok, value)`: `ok` false means `value` is the exception of a
     /// lost chunk (worker died, timeout); a task's own exception is a
     /// `Failure` value with `ok` true. With `values`, the iterator yields
-    /// the values themselves and raises the failures (`imap`).
-    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false))]
+    /// the values themselves and raises the failures (`imap`). Batches
+    /// with the same `key` (the function's name) start their automatic
+    /// chunking from what the last one measured (`chunking_key`).
+    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false, key=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -237,12 +243,13 @@ impl Core {
         task_timeout: Option<f64>,
         progress_bar: bool,
         values: bool,
+        key: Option<String>,
     ) -> PyResult<Batch> {
         let items = Items::new(items)?;
         let error = items.error();
         let (run, codec) = self.prepare_parts(py, func, function, mode)?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
-        let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar);
+        let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let iter = if ordered {
             BatchIter::Ordered(b.imap_with(run, codec, items), 0)
         } else {
@@ -257,7 +264,7 @@ impl Core {
     /// first (as `multiprocessing` does), so chunks are sized to its length
     /// and are slices of it (see `MapStore`); the caller waits without the
     /// interpreter lock.
-    #[pyo3(signature = (func, function, mode, items, *, chunksize=None, task_timeout=None, progress_bar=false))]
+    #[pyo3(signature = (func, function, mode, items, *, chunksize=None, task_timeout=None, progress_bar=false, key=None))]
     #[allow(clippy::too_many_arguments)]
     fn map(
         slf: Py<Self>,
@@ -269,6 +276,7 @@ impl Core {
         chunksize: Option<usize>,
         task_timeout: Option<f64>,
         progress_bar: bool,
+        key: Option<String>,
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
         let function = slf.get().check_parts(function, mode)?;
         let store = MapStore::new(items)?;
@@ -281,7 +289,7 @@ impl Core {
         let n = store.len();
         let out = crate::interrupt::run(py, "shoal-map", move || {
             core.get()
-                .builder(chunksize, None, task_timeout, progress_bar)
+                .builder(chunksize, None, task_timeout, progress_bar, key)
                 .map_with(run, codec, 0..n)
                 .map(drop)
         })?;
@@ -312,7 +320,7 @@ impl Core {
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let mut b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false);
+        let mut b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false, None);
         // With `messages`, the tasks' messages join the results (the
         // queue exists before the batch, so it can be handed in).
         let queue = messages.then(Queue::new);

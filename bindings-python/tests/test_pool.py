@@ -1,5 +1,6 @@
 """shoal.Pool as a drop-in for multiprocessing.Pool, on both backends."""
 
+import functools
 import itertools
 import multiprocessing
 import threading
@@ -232,3 +233,16 @@ def test_large_items_get_small_automatic_chunks():
     assert _large_item_chunksize(list(range(100))) is None
     assert _large_item_chunksize(iter([bytes(CHUNK_BYTES)])) is None
     assert _large_item_chunksize([]) is None
+
+
+def test_chunking_keys_name_the_function():
+    from shoal._pool import _chunking_key
+
+    class Callable:
+        def __call__(self, x):
+            return x
+
+    assert _chunking_key(square) == "tasks.square"
+    assert _chunking_key(functools.partial(add, 1)) == "tasks.add"
+    assert _chunking_key(Callable()).endswith("Callable")
+    assert _chunking_key(lambda x: x).endswith("<lambda>")

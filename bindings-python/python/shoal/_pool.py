@@ -78,6 +78,17 @@ def _large_item_chunksize(iterable: Any) -> Optional[int]:
 START_METHODS = ("forkserver", "spawn")
 
 
+def _chunking_key(func: Callable[..., Any]) -> str:
+    """The name under which a pool remembers how long ``func``'s items take
+    (the core's chunking key): a batch of the same function starts its
+    automatic chunking from there instead of probing with one-item chunks.
+    Functions that share a name share the memory, which only costs their
+    first chunks' balance."""
+    target = getattr(func, "func", func)  # functools.partial
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', None)}.{name}"
+
+
 def _positive_int(name: str, value: Any, allow_none: bool = True) -> Optional[int]:
     if value is None and allow_none:
         return None
@@ -382,6 +393,7 @@ class Pool:
     ) -> Any:
         """A batch of the core, to iterate (``imap``, ``Executor.map``, a bar)."""
         _check_bool("progress_bar", progress_bar)
+        key = _chunking_key(func)
         func, function = self._function(func, chunksize, check=True)
         return self._core.batch(
             func,
@@ -392,6 +404,7 @@ class Pool:
             chunksize=chunksize,
             progress_bar=progress_bar,
             values=values,
+            key=key,
         )
 
     def _map(
@@ -408,10 +421,13 @@ class Pool:
         multiprocessing does), in chunks that are slices of it.
         ``check=False``: accepted earlier (``map_async``), runs even if the
         pool was closed since."""
+        key = _chunking_key(func)
         func, function = self._function(func, chunksize, check)
         if chunksize is None and self._process:
             chunksize = _large_item_chunksize(iterable)
-        return self._core.map(func, function, mode, iterable, chunksize=chunksize, progress_bar=progress_bar)
+        return self._core.map(
+            func, function, mode, iterable, chunksize=chunksize, progress_bar=progress_bar, key=key
+        )
 
     def _run(
         self,

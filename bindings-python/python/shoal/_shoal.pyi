@@ -62,6 +62,7 @@ class Core:
         task_timeout: Optional[float] = None,
         progress_bar: bool = False,
         values: bool = False,
+        key: Optional[str] = None,
     ) -> Batch: ...
     def map(
         self,
@@ -73,6 +74,7 @@ class Core:
         chunksize: Optional[int] = None,
         task_timeout: Optional[float] = None,
         progress_bar: bool = False,
+        key: Optional[str] = None,
     ) -> Tuple[list[Any], Optional[int]]: ...
     def open(self, *, task_timeout: Optional[float] = None, messages: bool = False) -> Tuple[Stream, Batch]: ...
     def close(self) -> None: ...
