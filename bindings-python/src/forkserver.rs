@@ -36,7 +36,7 @@
 //! dies (its parent-death signal); a worker dies with the pool's process.
 //! Linux sends the parent-death signal when the parent *thread* exits, so
 //! the server is started from a thread that lives as long as the process
-//! ([`keeper`]), never from a pool's supervisor thread.
+//! ([`on_keeper`]), never from a pool's supervisor thread.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -45,8 +45,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -79,23 +79,30 @@ type Spawn = Box<dyn FnOnce() -> io::Result<Child> + Send>;
 type Job = (Spawn, mpsc::Sender<io::Result<Child>>);
 
 /// A thread that lives as long as the process and starts the servers (see
-/// the module docs); `None` if it could not be started.
-fn keeper() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
-    static KEEPER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
-    KEEPER
-        .get_or_init(|| {
+/// the module docs), with the pid it belongs to: a forked copy of this
+/// process has the channel but not the thread, and makes its own.
+static KEEPER: Mutex<Option<(u32, mpsc::Sender<Job>)>> = Mutex::new(None);
+
+/// Runs `spawn` on the keeper thread, starting it if needed.
+fn on_keeper(spawn: Spawn) -> io::Result<Child> {
+    let gone = || io::Error::other("the fork server's thread is gone");
+    let (done_tx, done_rx) = mpsc::channel();
+    {
+        let mut keeper = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if keeper.as_ref().is_none_or(|(owner, _)| *owner != pid) {
             let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("shoal-forkserver".into())
-                .spawn(move || {
-                    for (spawn, done) in rx {
-                        let _ = done.send(spawn());
-                    }
-                })
-                .ok()?;
-            Some(Mutex::new(tx))
-        })
-        .as_ref()
+            std::thread::Builder::new().name("shoal-forkserver".into()).spawn(move || {
+                for (spawn, done) in rx {
+                    let _ = done.send(spawn());
+                }
+            })?;
+            *keeper = Some((pid, tx));
+        }
+        let (_, tx) = keeper.as_ref().expect("set above");
+        tx.send((spawn, done_tx)).map_err(|_| gone())?;
+    }
+    done_rx.recv().map_err(|_| gone())?
 }
 
 impl ForkServer {
@@ -108,15 +115,7 @@ impl ForkServer {
                 .stdin(Stdio::from(OwnedFd::from(theirs)))
                 .spawn()
         });
-        let (done_tx, done_rx) = mpsc::channel();
-        let keeper = keeper().ok_or_else(|| io::Error::other("cannot start a thread"))?;
-        keeper
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((spawn, done_tx))
-            .map_err(|_| io::Error::other("the fork server's thread is gone"))?;
-        let child =
-            done_rx.recv().map_err(|_| io::Error::other("the fork server's thread is gone"))??;
+        let child = on_keeper(spawn)?;
         Ok(Server { child, sock: ours, owner: std::process::id() })
     }
 }

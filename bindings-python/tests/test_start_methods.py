@@ -101,3 +101,37 @@ def test_server_and_workers_die_with_the_pool_process(tmp_path):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_a_forked_copy_of_the_pool_process_starts_its_own_server():
+    # A program that forks (multiprocessing's fork, os.fork) after using a
+    # pool: the copy has the original's server connection but neither its
+    # server nor the thread that starts servers.
+    script = textwrap.dedent(
+        """
+        import os, sys
+        import shoal
+        from tasks import parent_pid, square
+        with shoal.Pool(2) as p:
+            assert p.map(square, range(10)) == [x * x for x in range(10)]
+        child = os.fork()
+        if child == 0:
+            with shoal.Pool(2) as p:
+                ok = set(p.map(parent_pid, range(8))) == {os.getpid()}
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(child, 0)
+        with shoal.Pool(2) as p:
+            assert p.map(square, range(10)) == [x * x for x in range(10)]
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    # Its own session, so that a hung copy is killed with the test's process.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=os.path.dirname(__file__), start_new_session=True
+    )
+    try:
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
