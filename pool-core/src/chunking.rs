@@ -12,7 +12,7 @@
 //!   times the smallest per-chunk overhead measured (the round trip minus
 //!   the time the chunk ran, plus the shortest run of a one-item chunk;
 //!   [`MIN_CHUNK_TIME`] until one is measured), at
-//!   the mean item time, clamped to [`FLOOR_CHUNK_TIME`]..[`MIN_CHUNK_TIME`];
+//!   the mean item time, clamped to [`FLOOR_CHUNK_TIME`]..[`MAX_FLOOR_TIME`];
 //! - and at most [`MAX_CHUNK_TIME`] at the *slowest* recent item time,
 //!   and at most [`MAX_CHUNK_BYTES`] of serialized arguments when the
 //!   chunks cross a process boundary.
@@ -39,8 +39,15 @@
 use core::time::Duration;
 
 /// The shortest chunk the chunker aims for before it measured the overhead
-/// of a chunk, and the most the overhead can raise that floor to.
+/// of a chunk.
 pub const MIN_CHUNK_TIME: Duration = Duration::from_micros(200);
+/// The most a measured overhead can raise the shortest chunk to. A chunk
+/// of Python items on a worker process costs a few hundred µs beyond its
+/// items (pickles, the interpreter lock, the round trip); a floor capped
+/// at 200 µs made the last ~15 chunks of a Python `map` mostly overhead
+/// (py-W1: 29.5 -> 24.1 ms median with this cap, interleaved runs; Rust's
+/// P-W1 and the threads backend measure overheads far below it).
+pub const MAX_FLOOR_TIME: Duration = Duration::from_millis(2);
 /// The floor of the shortest chunk, however cheap a dispatch is.
 pub const FLOOR_CHUNK_TIME: Duration = Duration::from_micros(20);
 /// A chunk should run this many times as long as its dispatch costs.
@@ -230,7 +237,7 @@ impl Chunker {
         match self.overhead {
             None => MIN_CHUNK_TIME,
             Some(o) => ((o + self.shortest.unwrap_or_default()) * OVERHEAD_FACTOR)
-                .clamp(FLOOR_CHUNK_TIME, MIN_CHUNK_TIME),
+                .clamp(FLOOR_CHUNK_TIME, MAX_FLOOR_TIME),
         }
     }
 
@@ -316,15 +323,30 @@ mod tests {
     fn a_remote_probes_fixed_cost_raises_the_floor() {
         // P-W1: a one-item probe on a worker process runs 50 µs (the pipe
         // and the wake-ups are inside its run time), then items prove to
-        // cost ~15 ns. The floor is MIN_CHUNK_TIME's worth (13 043 items),
-        // not 10 x the 3 µs the dispatcher adds outside the run.
+        // cost ~15 ns. The floor is 10 x (the 3 µs the dispatcher adds
+        // outside the run + the probe's 50 µs inside it) = 530 µs of items,
+        // not 10 x 3 µs.
         let mut c = Chunker::automatic(2);
         c.observe(1, Duration::from_micros(50));
         c.observe_round_trip(1, Duration::from_micros(53), Duration::from_micros(50));
         c.observe(25_000, Duration::from_micros(375));
         c.observe_round_trip(25_000, Duration::from_micros(378), Duration::from_micros(375));
         c.observe(25_000, Duration::from_micros(375));
-        assert_eq!(c.next_size(Some(20_000)), 13_043);
+        assert_eq!(c.next_size(Some(100_000)), 34_565);
+        assert_eq!(c.next_size(Some(20_000)), 20_000, "never more than is left");
+    }
+
+    #[test]
+    fn a_costly_dispatch_raises_the_floor_up_to_its_cap() {
+        // Python items on a worker process: 1 µs each, and a chunk costs
+        // 400 µs beyond its items. The floor is MAX_FLOOR_TIME's worth, not
+        // 10 x 400 µs, and not MIN_CHUNK_TIME's: the tail of a map is a few
+        // chunks of 2 ms instead of many that are mostly overhead.
+        let mut c = Chunker::automatic(2);
+        c.observe(10_000, Duration::from_millis(10));
+        c.observe_round_trip(10_000, Duration::from_micros(10_400), Duration::from_millis(10));
+        assert_eq!(c.next_size(Some(4_000)), 2_000);
+        assert_eq!(c.next_size(Some(1_500)), 1_500);
     }
 
     #[test]
