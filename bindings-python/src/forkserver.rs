@@ -185,6 +185,15 @@ fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<(
     (&*sock).write_all(&bytes[sent as usize..])
 }
 
+/// Stops and reaps a server of this process; one inherited from the
+/// process this one was forked from is only let go (it is not our child).
+fn retire(mut server: Server) {
+    if server.owner == std::process::id() {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
+}
+
 /// One request and its reply over `server`.
 fn ask(server: &Server, launch: &Launch, body: &[u8]) -> io::Result<i64> {
     let fds: Vec<RawFd> = launch.fds.iter().map(|&(fd, _)| fd).collect();
@@ -207,26 +216,16 @@ impl Launcher for ForkServer {
                 s.owner == std::process::id() && matches!(s.child.try_wait(), Ok(None))
             });
             if !usable {
-                if let Some(mut old) = server.take()
-                    && old.owner == std::process::id()
-                {
-                    drop(old.sock);
-                    let _ = old.child.wait();
+                if let Some(old) = server.take() {
+                    retire(old);
                 }
                 *server = Some(self.start()?);
                 fresh = true;
             }
-            let current = server.as_ref().expect("started above");
-            match ask(current, launch, &body) {
+            match ask(server.as_ref().expect("started above"), launch, &body) {
                 Ok(reply) => break reply,
                 Err(e) if fresh => return Err(e),
-                Err(_) => {
-                    // Closing our end stops it; `usable` then restarts it.
-                    if let Some(s) = server.as_mut() {
-                        let _ = s.sock.shutdown(std::net::Shutdown::Both);
-                        let _ = s.child.kill();
-                    }
-                }
+                Err(_) => retire(server.take().expect("asked above")),
             }
         };
         if reply < 0 {
