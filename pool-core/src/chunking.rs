@@ -134,16 +134,7 @@ impl Chunker {
 
     /// Always `chunksize` items (must be at least 1).
     pub fn fixed(chunksize: usize) -> Self {
-        Chunker {
-            fixed: Some(chunksize.max(1)),
-            workers: 1,
-            cap: usize::MAX,
-            sums: None,
-            recent: std::collections::VecDeque::new(),
-            overhead: None,
-            shortest: None,
-            bytes_per_item: None,
-        }
+        Chunker { fixed: Some(chunksize.max(1)), ..Chunker::automatic(1) }
     }
 
     /// Never more than `cap` items per chunk (lazy batches bound their
