@@ -1,147 +1,152 @@
-//! [`Batch`]: the results of one batch as a Python iterator, [`Items`]: a
-//! batch's input, and [`Stream`]: the input of an open batch.
+//! [`Batch`]: the results of one batch as a Python iterator, and
+//! [`Stream`]: the input of an open batch.
 //!
 //! Iterated (`imap`), a batch's results are pulled from the core by a
 //! *pump* thread, which waits for chunks without the interpreter lock and
-//! hands results over a bounded [`Queue`] ([`PUMP_CAPACITY`], so a lazy
-//! `imap` stays bounded). Python takes every result queued at once into a
-//! buffer of its own, so that the pump and the consumer meet once per
-//! handful of results, not once per result (a shared slot per item moved
-//! cache lines between the two cores for every one of W6's million
-//! values), and takes them from there without releasing the lock; it
-//! only blocks, lock released, when none is ready. (`map` does not come here: `Core::map` drains
-//! the core's eager map without the lock and takes it once at the end.)
-//! The lock is never held while the core waits, so the threads that need
-//! it to unpickle chunks are not starved.
+//! hands them over a bounded [`Queue`] ([`PUMP_CAPACITY`] results, so a
+//! lazy `imap` stays bounded). A batch over a [`Store`] (`imap`,
+//! `imap_unordered`, `Executor.map`) hands over each chunk's results as
+//! one event, the Python list that holds them ([`Event::Part`]); the
+//! consumer reads the values out of it one by one. Python takes every
+//! event queued at once into a buffer of its own, so that the pump and the
+//! consumer meet once per handful of chunks, and takes values from there
+//! without releasing the lock; it only blocks, lock released, when none
+//! is ready. (`map` does not come here: `Core::map` drains the core's
+//! eager map without the lock and joins the parts once at the end.) The
+//! lock is never held while the core waits, so the threads that need it
+//! to unpickle chunks are not starved.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyType};
 use shoal_core::backend::TaskMessage;
-use shoal_core::error::BatchError;
+use shoal_core::error::{BatchError, TaskError};
 use shoal_core::{Feeder, Imap, MapUnordered, OpenItems};
 
-use crate::chunk::{Item, LocalRun, Obj};
+use crate::chunk::{Item, LocalMap, LocalRun, Obj};
 use crate::errors::batch_error;
 use crate::interrupt::SIGNAL_CHECK;
+use crate::store::{Indices, Part, Store};
 
 /// Results the pump may hold ahead of the consumer.
 pub(crate) const PUMP_CAPACITY: usize = 8192;
 
-/// Items pulled from a lazy Python input per taking of the lock: a lazy
-/// chunk's worth (the core's `LAZY_CHUNK_CAP`), so that the pump asks for
-/// the lock about twice per chunk, not sixteen times, while the consumer
-/// holds it draining results (each ask can wait for the interpreter's
-/// switch interval).
-const PULL: usize = 4096;
-
 /// The exception a batch's input raised, re-raised after its results.
 pub(crate) type InputError = Arc<Mutex<Option<PyErr>>>;
 
-/// The items of a batch: a list or tuple is copied (its length is known,
-/// so chunks can be sized to it); anything else is pulled lazily, [`PULL`]
-/// items per taking of the interpreter lock.
-pub(crate) struct Items {
-    known: Option<std::vec::IntoIter<Item>>,
-    lazy: Option<Py<PyIterator>>,
-    pulled: VecDeque<Item>,
-    error: InputError,
-}
-
-impl Items {
-    pub(crate) fn new(items: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let mut this =
-            Items { known: None, lazy: None, pulled: VecDeque::new(), error: Default::default() };
-        if let Ok(list) = items.cast::<PyList>() {
-            this.known =
-                Some(list.iter().map(|x| Item::new(x.unbind())).collect::<Vec<_>>().into_iter());
-        } else if let Ok(t) = items.cast::<PyTuple>() {
-            this.known =
-                Some(t.iter().map(|x| Item::new(x.unbind())).collect::<Vec<_>>().into_iter());
-        } else {
-            this.lazy = Some(items.try_iter()?.unbind());
-        }
-        Ok(this)
-    }
-
-    pub(crate) fn error(&self) -> InputError {
-        self.error.clone()
-    }
-
-    fn pull(&mut self) {
-        let Some(it) = self.lazy.take() else { return };
-        let ended = Python::attach(|py| {
-            let mut it = it.bind(py).clone();
-            for _ in 0..PULL {
-                match it.next() {
-                    Some(Ok(x)) => self.pulled.push_back(Item::new(x.unbind())),
-                    Some(Err(e)) => {
-                        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        return true;
-                    }
-                    None => return true,
-                }
-            }
-            false
-        });
-        if !ended {
-            self.lazy = Some(it);
-        }
-    }
-}
-
-impl Iterator for Items {
-    type Item = Item;
-
-    fn next(&mut self) -> Option<Item> {
-        if let Some(k) = &mut self.known {
-            return k.next();
-        }
-        if self.pulled.is_empty() {
-            self.pull();
-        }
-        self.pulled.pop_front()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.known {
-            Some(k) => k.size_hint(),
-            None if self.lazy.is_none() => (self.pulled.len(), Some(self.pulled.len())),
-            None => (self.pulled.len(), None),
-        }
-    }
-}
-
 /// The core's iterator behind a [`Batch`].
 pub(crate) enum BatchIter {
-    /// With the index of the next item.
-    Ordered(Imap<Items, LocalRun, Obj>, usize),
-    Unordered(MapUnordered<Items, LocalRun, Obj>),
+    /// Over a store: results in input order.
+    Ordered(Imap<Indices, LocalMap, ()>, Arc<Store>),
+    /// Over a store: results as they come.
+    Unordered(MapUnordered<Indices, LocalMap, ()>, Arc<Store>),
+    /// Single calls sent one by one (`apply_async`, `submit`).
     Open(MapUnordered<OpenItems<Item>, LocalRun, Obj>),
 }
 
 /// An item's index and value or error. The error is boxed, and so is a
 /// message: every event crosses from the pump's core to the consumer's,
-/// and 24 bytes an event move in a third of the cache lines of 80 (W6
-/// moves a million).
+/// and small events move in fewer cache lines.
 type Outcome = (usize, Result<Obj, Box<BatchError>>);
 
 /// What the pump's queue carries.
 pub(crate) enum Event {
     /// An item ended.
     Outcome(Outcome),
+    /// The results of a chunk of a batch over a store, with its first
+    /// item's index.
+    Part(usize, Part),
     /// A task's message, with its chunk's first item index (open batches
     /// made with messages).
     Message(usize, Box<TaskMessage>),
     /// The batch ended. Explicit, because message senders may outlive the
     /// pump by a moment.
     End,
+}
+
+impl Event {
+    /// The results it carries, which the queue's capacity counts.
+    fn weight(&self) -> usize {
+        match self {
+            Event::Part(_, part) => part.len.max(1),
+            _ => 1,
+        }
+    }
+}
+
+impl BatchIter {
+    /// Runs the batch, handing each event to `push` until it returns false
+    /// (the consumer is gone) or `cancelled` is set.
+    fn pump(self, cancelled: &AtomicBool, mut push: impl FnMut(Event) -> bool) {
+        let mut go = |e: Event| push(e) && !cancelled.load(Ordering::Acquire);
+        match self {
+            BatchIter::Ordered(it, store) => {
+                let mut next = 0;
+                let outcomes = it.map(|r| {
+                    let index = r.as_ref().err().and_then(BatchError::index).unwrap_or(next);
+                    next = index + 1;
+                    (index, r)
+                });
+                parts(outcomes, &store, go);
+            }
+            BatchIter::Unordered(it, store) => {
+                let outcomes = it.map(|r| match r {
+                    Ok((index, ())) => (index, Ok(())),
+                    Err(e) => (e.index().unwrap_or(usize::MAX), Err(e)),
+                });
+                parts(outcomes, &store, go);
+            }
+            BatchIter::Open(it) => {
+                for r in it {
+                    let outcome = match r {
+                        Ok((index, v)) => (index, Ok(v)),
+                        Err(e) => (e.index().unwrap_or(usize::MAX), Err(Box::new(e))),
+                    };
+                    if !go(Event::Outcome(outcome)) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The events of a batch over a store: the core reports each item, and a
+/// chunk's items one after another; the first of a chunk hands over its
+/// whole part, the others are then covered by it.
+fn parts(
+    outcomes: impl Iterator<Item = (usize, Result<(), BatchError>)>,
+    store: &Store,
+    mut push: impl FnMut(Event) -> bool,
+) {
+    let mut covered: Range<usize> = 0..0;
+    for (index, r) in outcomes {
+        let event = match r {
+            Ok(()) if covered.contains(&index) => continue,
+            Ok(()) => match store.take_part(index) {
+                Some((first, part)) => {
+                    covered = first..first + part.len;
+                    Event::Part(first, part)
+                }
+                None => {
+                    let error = TaskError::panic(format!("the result of item {index} is missing"));
+                    Event::Outcome((index, Err(Box::new(BatchError::Failed { index, error }))))
+                }
+            },
+            Err(e) => Event::Outcome((index, Err(Box::new(e)))),
+        };
+        if !push(event) {
+            break;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,6 +166,8 @@ pub(crate) struct Queue {
 #[derive(Default)]
 struct QueueState {
     events: VecDeque<Event>,
+    /// The results the events carry (see [`Event::weight`]).
+    held: usize,
     /// The consumer is gone (its batch dropped): producers stop.
     gone: bool,
     /// Who waits: a notification is a system call, made only for them.
@@ -177,11 +184,13 @@ impl Queue {
         })
     }
 
-    /// Adds an event, waiting while the queue is full. False once the
+    /// Adds an event, waiting while the queue is full (an event larger
+    /// than the whole queue waits until it is empty). False once the
     /// consumer is gone.
     pub(crate) fn push(&self, event: Event) -> bool {
+        let weight = event.weight();
         let mut s = lock(&self.state);
-        while s.events.len() >= PUMP_CAPACITY && !s.gone {
+        while s.held > 0 && s.held + weight > PUMP_CAPACITY && !s.gone {
             s.producers_wait += 1;
             s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
             s.producers_wait -= 1;
@@ -190,6 +199,7 @@ impl Queue {
             return false;
         }
         s.events.push_back(event);
+        s.held += weight;
         if s.consumer_waits {
             s.consumer_waits = false;
             self.ready.notify_all();
@@ -221,6 +231,7 @@ impl Queue {
             return false;
         }
         std::mem::swap(into, &mut s.events);
+        s.held = 0;
         if s.producers_wait > 0 {
             self.room.notify_all();
         }
@@ -232,6 +243,7 @@ impl Queue {
         let mut s = lock(&self.state);
         s.gone = true;
         s.events.clear();
+        s.held = 0;
         self.room.notify_all();
     }
 }
@@ -246,26 +258,53 @@ impl Drop for EndOnDrop {
     }
 }
 
-fn unordered(r: Result<(usize, Obj), BatchError>) -> Outcome {
-    match r {
-        Ok((index, v)) => (index, Ok(v)),
-        Err(e) => (e.index().unwrap_or(usize::MAX), Err(Box::new(e))),
+/// What the consumer took from the queue and did not yet hand to Python.
+#[derive(Default)]
+struct Taken {
+    events: VecDeque<Event>,
+    /// The part being read.
+    part: Option<Reading>,
+}
+
+/// A part being read.
+struct Reading {
+    first: usize,
+    part: Part,
+    /// The offset of the next result.
+    at: usize,
+}
+
+impl Reading {
+    /// The next result if it is a value (not a `Failure`): a new
+    /// reference to it. The fast path of `imap`.
+    fn next_clean(&mut self) -> Option<*mut ffi::PyObject> {
+        if self.at >= self.part.bad.unwrap_or(self.part.len) {
+            return None;
+        }
+        // SAFETY: `at` is below the list's length, which never changes
+        // (the store made the list and handed it over whole); the caller
+        // holds the interpreter lock.
+        let v =
+            unsafe { ffi::PyList_GET_ITEM(self.part.results.as_ptr(), self.at as ffi::Py_ssize_t) };
+        unsafe { ffi::Py_INCREF(v) };
+        self.at += 1;
+        Some(v)
     }
 }
 
-impl Iterator for BatchIter {
-    type Item = Outcome;
-
-    fn next(&mut self) -> Option<Outcome> {
-        match self {
-            BatchIter::Ordered(it, i) => {
-                let r = it.next()?;
-                let index = r.as_ref().err().and_then(BatchError::index).unwrap_or(*i);
-                *i = index + 1;
-                Some((index, r.map_err(Box::new)))
+impl Taken {
+    /// The next result of the part being read, as an outcome.
+    fn next_value(&mut self, py: Python<'_>) -> Option<Outcome> {
+        let r = self.part.as_mut()?;
+        match r.part.results.bind(py).get_item(r.at) {
+            Ok(v) => {
+                r.at += 1;
+                Some((r.first + r.at - 1, Ok(v.unbind())))
             }
-            BatchIter::Unordered(it) => Some(unordered(it.next()?)),
-            BatchIter::Open(it) => Some(unordered(it.next()?)),
+            Err(_) => {
+                self.part = None;
+                None
+            }
         }
     }
 }
@@ -282,7 +321,7 @@ pub(crate) struct Batch {
     /// Set once the pump started (or was found not needed).
     started: OnceLock<()>,
     /// Events taken from the queue, not yet from Python.
-    taken: Mutex<VecDeque<Event>>,
+    taken: Mutex<Taken>,
     /// Set once `End` was taken.
     over: AtomicBool,
     /// Tells the pump to stop (`cancel`).
@@ -307,7 +346,7 @@ impl Batch {
             iter: Mutex::new(Some(iter)),
             queue: queue.unwrap_or_else(Queue::new),
             started: OnceLock::new(),
-            taken: Mutex::new(VecDeque::new()),
+            taken: Mutex::default(),
             over: AtomicBool::new(false),
             cancelled: Arc::new(AtomicBool::new(false)),
             error,
@@ -324,15 +363,9 @@ impl Batch {
             };
             let cancelled = self.cancelled.clone();
             let end = EndOnDrop(self.queue.clone());
-            let pump = move || {
-                for outcome in iter {
-                    // A gone consumer or `cancel`: dropping the iterator
-                    // cancels the chunks still queued.
-                    if !end.0.push(Event::Outcome(outcome)) || cancelled.load(Ordering::Acquire) {
-                        break;
-                    }
-                }
-            };
+            // A gone consumer or `cancel` stops the pump: dropping the
+            // iterator cancels the chunks still queued.
+            let pump = move || iter.pump(&cancelled, |e| end.0.push(e));
             if let Err(e) = std::thread::Builder::new().name("shoal-batch".into()).spawn(pump) {
                 eprintln!("shoal: cannot start a batch thread: {e}");
             }
@@ -352,13 +385,20 @@ impl Batch {
             // thread may hold the interpreter lock and want it.
             let mut batch = {
                 let mut taken = lock(&self.taken);
-                match taken.pop_front() {
+                if let Some(o) = taken.next_value(py) {
+                    return Ok(Some(Event::Outcome(o)));
+                }
+                match taken.events.pop_front() {
                     Some(Event::End) => {
                         self.over.store(true, Ordering::Release);
                         return self.ended();
                     }
+                    Some(Event::Part(first, part)) => {
+                        taken.part = Some(Reading { first, part, at: 0 });
+                        continue;
+                    }
                     Some(e) => return Ok(Some(e)),
-                    None => std::mem::take(&mut *taken),
+                    None => std::mem::take(&mut taken.events),
                 }
             };
             let slice = match deadline {
@@ -370,10 +410,10 @@ impl Batch {
                 || py.detach(|| self.queue.take_all(&mut batch, slice));
             if got {
                 let mut taken = lock(&self.taken);
-                if taken.is_empty() {
-                    *taken = batch;
+                if taken.events.is_empty() {
+                    taken.events = batch;
                 } else {
-                    taken.extend(batch);
+                    taken.events.extend(batch);
                 }
                 continue;
             }
@@ -437,7 +477,8 @@ impl Batch {
             };
         }
         match self.take(py, timeout)? {
-            None | Some(Event::End) => Err(PyStopIteration::new_err(())),
+            // `take` reads parts out itself and never returns one.
+            None | Some(Event::End | Event::Part(..)) => Err(PyStopIteration::new_err(())),
             Some(Event::Outcome(o)) => {
                 Ok(Self::as_tuple(py, o)?.into_pyobject(py)?.into_any().unbind())
             }
@@ -482,6 +523,13 @@ impl Batch {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Obj> {
+        if self.values {
+            let clean = lock(&self.taken).part.as_mut().and_then(Reading::next_clean);
+            if let Some(v) = clean {
+                // SAFETY: `next_clean` returned a new reference.
+                return Ok(unsafe { Bound::from_owned_ptr(py, v) }.unbind());
+            }
+        }
         self.next_outcome(py, None)
     }
 

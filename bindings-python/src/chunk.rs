@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -23,8 +22,8 @@ use pyo3::types::{PyBytes, PyList};
 use shoal_core::error::TaskError;
 use shoal_core::{ChunkFn, Codec};
 
-use crate::batch::{failure_type, is_failure};
 use crate::errors::describe;
+use crate::store::Store;
 
 /// The name under which worker processes run Python chunks.
 pub(crate) const PY_FUNCTION: &str = "shoal.python.chunk";
@@ -307,133 +306,17 @@ pub(crate) const PY_MAP_FUNCTION: &str = "shoal.python.map";
 /// The bytes of a [`PY_MAP_FUNCTION`] header.
 pub(crate) const MAP_HEADER: usize = 8;
 
-/// A whole `map`: its input, a private copy of the caller's list, and its
-/// results, one Python list per chunk.
-///
-/// The core sees only indices and `()` results: a chunk is a slice of the
-/// input (one C call to cut, one to pickle) and its results stay the list
-/// that ran or unpickled them, joined once at the end. Per item, the Rust
-/// side moves a `usize` and a `()` instead of a Python object each way
-/// (W1: taking each item into a Rust vector, out of it into a chunk list,
-/// out of each result list and into the final list cost more than the
-/// pickling).
-pub(crate) struct MapStore {
-    items: Py<PyList>,
-    len: usize,
-    results: Mutex<Vec<Part>>,
-}
-
-/// The results of one chunk of a `map`.
-struct Part {
-    /// The index of its first item.
-    first: usize,
-    results: Py<PyList>,
-    /// The offset of its first `Failure`.
-    bad: Option<usize>,
-}
-
-impl MapStore {
-    /// A store over a copy of `items` (any iterable: `map` takes its whole
-    /// input first, as `multiprocessing` does).
-    pub(crate) fn new(items: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
-        let items = items.py().get_type::<PyList>().call1((items,))?.cast_into::<PyList>()?;
-        Ok(Arc::new(MapStore {
-            len: items.len(),
-            items: items.unbind(),
-            results: Mutex::default(),
-        }))
-    }
-
-    /// The number of items.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The items of a chunk: consecutive indices, as the core cuts them.
-    fn slice<'py>(&self, py: Python<'py>, indices: &[usize]) -> Bound<'py, PyList> {
-        let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
-        let items = self.items.bind(py);
-        if indices.last().is_some_and(|&last| last + 1 == first + n) {
-            return items.get_slice(first, first + n);
-        }
-        let picked =
-            indices.iter().map(|&i| items.get_item(i).unwrap_or_else(|_| py.None().into_bound(py)));
-        PyList::new(py, picked).expect("a list of known length")
-    }
-
-    /// Keeps a chunk's results, noting its first `Failure` now, while the
-    /// thread that made them has them in its cache (at the end, the caller
-    /// would read every result from memory once more).
-    fn keep(&self, py: Python<'_>, first: usize, results: Bound<'_, PyList>) -> PyResult<()> {
-        let failure = failure_type(py)?;
-        let bad = results.iter().position(|v| is_failure(&v, failure));
-        let part = Part { first, results: results.unbind(), bad };
-        self.results.lock().unwrap_or_else(|p| p.into_inner()).push(part);
-        Ok(())
-    }
-
-    /// Every result in input order, and the index of the first that is a
-    /// `Failure`. Call once the batch ended without a lost chunk.
-    pub(crate) fn join<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyList>, Option<usize>)> {
-        let mut parts =
-            std::mem::take(&mut *self.results.lock().unwrap_or_else(|p| p.into_inner()));
-        parts.sort_unstable_by_key(|p| p.first);
-        let mut at = 0;
-        for part in &parts {
-            if part.first != at {
-                return Err(PyRuntimeError::new_err(format!("map: results from {at} missing")));
-            }
-            at += part.results.bind(py).len();
-        }
-        if at != self.len {
-            return Err(PyRuntimeError::new_err(format!(
-                "map: {at} results for {} items",
-                self.len
-            )));
-        }
-        let first_bad = parts.iter().find_map(|p| p.bad.map(|o| p.first + o));
-        // SAFETY: `out` is a new list of `len` slots, each set once below;
-        // a part's references move into it only when nobody else holds
-        // the part (its length then drops to 0, so freeing it releases
-        // nothing), otherwise they are copied with a reference of their own.
-        let out = unsafe {
-            let out = ffi::PyList_New(self.len as ffi::Py_ssize_t);
-            let out = Bound::from_owned_ptr_or_err(py, out)?.cast_into_unchecked::<PyList>();
-            for part in &parts {
-                let list = part.results.bind(py).as_ptr();
-                let n = ffi::PyList_GET_SIZE(list);
-                let only = ffi::Py_REFCNT(list) == 1;
-                for j in 0..n {
-                    let item = ffi::PyList_GET_ITEM(list, j);
-                    if !only {
-                        ffi::Py_INCREF(item);
-                    }
-                    ffi::PyList_SET_ITEM(out.as_ptr(), part.first as ffi::Py_ssize_t + j, item);
-                }
-                if only {
-                    (*list.cast::<ffi::PyVarObject>()).ob_size = 0;
-                }
-            }
-            out
-        };
-        Ok((out, first_bad))
-    }
-}
-
-/// Runs the chunks of a `map` on in-process worker threads (see
-/// [`MapStore`]).
+/// Runs the chunks of a batch held in a [`Store`] on in-process worker
+/// threads.
 pub(crate) struct LocalMap {
-    store: Arc<MapStore>,
+    store: Arc<Store>,
     func: Obj,
     mode: u8,
     run_items: Obj,
 }
 
 impl LocalMap {
-    pub(crate) fn new(py: Python<'_>, store: Arc<MapStore>, func: Obj, mode: u8) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, store: Arc<Store>, func: Obj, mode: u8) -> PyResult<Self> {
         Ok(LocalMap { store, func, mode, run_items: codec_fn(py, "run_items")? })
     }
 }
@@ -448,7 +331,7 @@ impl ChunkFn<usize, ()> for LocalMap {
         let n = items.len();
         Python::attach(|py| {
             let run = || -> PyResult<Bound<'_, PyList>> {
-                let list = self.store.slice(py, &items);
+                let list = self.store.slice(py, &items)?;
                 let out = self.run_items.call1(py, (self.func.clone_ref(py), self.mode, list))?;
                 Ok(out.into_bound(py).cast_into::<PyList>()?)
             };
@@ -477,10 +360,10 @@ impl ChunkFn<usize, ()> for LocalMap {
     }
 }
 
-/// Carries the chunks of a `map` to worker processes (see [`MapStore`]).
+/// Carries the chunks of a batch held in a [`Store`] to worker processes.
 pub(crate) fn map_codec(
     py: Python<'_>,
-    store: Arc<MapStore>,
+    store: Arc<Store>,
     function: Py<PyBytes>,
     mode: u8,
 ) -> PyResult<Codec<usize, ()>> {
@@ -492,8 +375,16 @@ pub(crate) fn map_codec(
         move |items: &[usize]| {
             Python::attach(|py| {
                 let first = items.first().copied().unwrap_or(0) as u64;
-                let list = store.slice(py, items);
-                encode_into(py, &encode_chunk_into, &first.to_le_bytes(), (&function, mode, list))
+                store
+                    .slice(py, items)
+                    .and_then(|list| {
+                        encode_into(
+                            py,
+                            &encode_chunk_into,
+                            &first.to_le_bytes(),
+                            (&function, mode, list),
+                        )
+                    })
                     .map_err(|e| plain_message(py, &e))
             })
         },

@@ -21,6 +21,7 @@ mod errors;
 mod forkserver;
 mod interrupt;
 mod pool;
+mod store;
 mod worker;
 
 use pyo3::prelude::*;

@@ -7,13 +7,14 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::types::PyList;
-use shoal_core::{BatchBuilder, Codec, Pool};
+use shoal_core::{BatchBuilder, Pool};
 use shoal_process::Process;
 use shoal_threads::Threads;
 
-use crate::batch::{Batch, BatchIter, Event, Items, Queue, Stream};
-use crate::chunk::{EACH, Item, LocalMap, LocalRun, MapStore, Obj, codec, map_codec};
+use crate::batch::{Batch, BatchIter, Event, Queue, Stream};
+use crate::chunk::{EACH, LocalMap, LocalRun, Obj, codec, map_codec};
 use crate::errors::batch_error;
+use crate::store::Store;
 
 /// One pool of the Rust core, on the threads or the process backend.
 #[pyclass(module = "shoal._shoal", frozen)]
@@ -53,20 +54,6 @@ impl Core {
             b = b.task_timeout(d);
         }
         b
-    }
-
-    /// A batch's local function and, for the process backend, its codec.
-    fn prepare_parts(
-        &self,
-        py: Python<'_>,
-        func: Obj,
-        function: Option<Py<PyBytes>>,
-        mode: u8,
-    ) -> PyResult<(LocalRun, Option<Codec<Item, Obj>>)> {
-        let function = self.check_parts(function, mode)?;
-        let run = LocalRun::new(py, func, mode)?;
-        let codec = function.map(|f| codec(py, f, mode)).transpose()?;
-        Ok((run, codec))
     }
 
     /// Checks `mode`; the pickled function if the backend needs one.
@@ -245,15 +232,17 @@ impl Core {
         values: bool,
         key: Option<String>,
     ) -> PyResult<Batch> {
-        let items = Items::new(items)?;
-        let error = items.error();
-        let (run, codec) = self.prepare_parts(py, func, function, mode)?;
+        let function = self.check_parts(function, mode)?;
+        let store = Store::new(items)?;
+        let run = LocalMap::new(py, store.clone(), func, mode)?;
+        let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
+        let (items, error) = (store.indices(), store.error());
         let iter = if ordered {
-            BatchIter::Ordered(b.imap_with(run, codec, items), 0)
+            BatchIter::Ordered(b.imap_with(run, codec, items), store)
         } else {
-            BatchIter::Unordered(b.map_unordered_with(run, codec, items))
+            BatchIter::Unordered(b.map_unordered_with(run, codec, items), store)
         };
         Batch::start(iter, error, values)
     }
@@ -262,7 +251,7 @@ impl Core {
     /// the index of the first item whose value is a `shoal._codec.Failure`,
     /// if any (a lost chunk raises its exception). The whole input is taken
     /// first (as `multiprocessing` does), so chunks are sized to its length
-    /// and are slices of it (see `MapStore`); the caller waits without the
+    /// and are slices of it (see `Store`); the caller waits without the
     /// interpreter lock.
     #[pyo3(signature = (func, function, mode, items, *, chunksize=None, task_timeout=None, progress_bar=false, key=None))]
     #[allow(clippy::too_many_arguments)]
@@ -279,14 +268,14 @@ impl Core {
         key: Option<String>,
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
         let function = slf.get().check_parts(function, mode)?;
-        let store = MapStore::new(items)?;
+        let store = Store::eager(items)?;
         let run = LocalMap::new(py, store.clone(), func, mode)?;
         let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
         // The batch runs on a thread of its own (which keeps the Core
         // alive), so that Ctrl-C interrupts the caller's wait.
         let core = slf.clone_ref(py);
-        let n = store.len();
+        let n = store.len().unwrap_or(0);
         let out = crate::interrupt::run(py, "shoal-map", move || {
             core.get()
                 .builder(chunksize, None, task_timeout, progress_bar, key)

@@ -12,6 +12,7 @@ from tasks import (
     NeedsTwoArgs,
     add,
     fail_on_3,
+    kill_self_on,
     make_lock,
     nested_sum,
     raise_unpicklable,
@@ -120,6 +121,39 @@ def test_imap_is_lazy_over_an_endless_generator(pool):
     first = list(itertools.islice(pool.imap(square, endless()), 10))
     assert first == [x * x for x in range(10)]
     assert next(pulled) < 50_000
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_imap_over_a_generator_in_chunks_that_span_its_blocks(pool, ordered):
+    # The input is pulled 4096 items at a time; chunks of 3000 cut across.
+    n = 10_000
+    imap = pool.imap if ordered else pool.imap_unordered
+    got = list(imap(square, (x for x in range(n)), chunksize=3000))
+    assert (got if ordered else sorted(got)) == [x * x for x in range(n)]
+    got = list(imap(square, (x for x in range(n))))
+    assert (got if ordered else sorted(got)) == [x * x for x in range(n)]
+
+
+def test_imap_runs_the_items_before_an_input_error(pool):
+    def broken():
+        yield from range(5000)
+        raise RuntimeError("input broke")
+
+    it = pool.imap(square, broken())
+    assert [next(it) for _ in range(5000)] == [x * x for x in range(5000)]
+    with pytest.raises(RuntimeError, match="input broke"):
+        next(it)
+    with pytest.raises(RuntimeError, match="input broke"):
+        list(pool.imap_unordered(square, broken()))
+
+
+def test_imap_with_a_lost_chunk_goes_on_after_it():
+    with shoal.Pool(2) as p:
+        it = p.imap(functools.partial(kill_self_on, bad=5), iter(range(10)), chunksize=1)
+        assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(shoal.WorkerLostError):
+            next(it)
+        assert list(it) == [6, 7, 8, 9]
 
 
 def test_worker_id_and_messages(pool):

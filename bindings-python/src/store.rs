@@ -1,0 +1,353 @@
+//! [`Store`]: the items and the results of one batch of Python values,
+//! held as Python lists, so that the core moves only indices.
+//!
+//! The core sees `usize` items (positions in the input) and `()` results:
+//! a chunk is a slice of the input (one C call to cut, one to pickle) and
+//! its results stay the list that ran or unpickled them ([`Part`]).
+//! Per item, the Rust side moves a `usize` and a `()` instead of a Python
+//! object each way (W1: taking each item into a Rust vector, out of it
+//! into a chunk list, out of each result list and into the final list
+//! cost more than the pickling; W6: the per-item hand-overs of `imap`
+//! took more of the parent's time than pulling, pickling and unpickling).
+//!
+//! - `map` joins the parts once at the end ([`Store::join`]);
+//! - `imap` and its siblings hand each part to their consumer as a whole
+//!   ([`Store::take_part`], see `crate::batch`).
+//!
+//! The input is a private copy of the caller's list (`map`, and batches
+//! over a list or a tuple), or a lazy iterator pulled [`PULL`] items at a
+//! time into blocks, each dropped once every item of it went into a chunk
+//! ([`Indices`] pulls, [`Store::slice`] takes).
+//!
+//! Locks: the interpreter lock is taken before a store's mutexes, and no
+//! Python code runs while one is held (pulling, slicing and dropping
+//! happen outside them): Python code may switch threads, and another
+//! thread holding the interpreter lock may be waiting for the mutex.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::batch::{InputError, failure_type, is_failure};
+
+/// Items pulled from a lazy input per taking of the interpreter lock: a
+/// lazy chunk's worth (the core's `LAZY_CHUNK_CAP`), so that the pump asks
+/// for the lock about once per chunk while the consumer holds it draining
+/// results (each ask can wait for the interpreter's switch interval).
+pub(crate) const PULL: usize = 4096;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The items and results of one batch.
+pub(crate) struct Store {
+    input: Input,
+    /// Results not yet joined or taken, by the index of their first item.
+    results: Mutex<BTreeMap<usize, Part>>,
+    /// The exception a lazy input raised, re-raised after its results.
+    error: InputError,
+}
+
+enum Input {
+    /// A private copy of the caller's list, and its length.
+    List(Py<PyList>, usize),
+    Lazy(Mutex<Lazy>),
+}
+
+/// A lazy input and the blocks pulled from it.
+struct Lazy {
+    /// `None` once it ended or raised.
+    iter: Option<Py<PyAny>>,
+    /// Blocks with items not yet taken, in input order.
+    blocks: VecDeque<Block>,
+    /// Items pulled so far.
+    pulled: usize,
+}
+
+struct Block {
+    first: usize,
+    items: Py<PyList>,
+    len: usize,
+    /// Items not yet taken into a chunk.
+    left: usize,
+}
+
+/// The results of one chunk.
+pub(crate) struct Part {
+    pub(crate) results: Py<PyList>,
+    pub(crate) len: usize,
+    /// The offset of its first `Failure`.
+    pub(crate) bad: Option<usize>,
+}
+
+impl Store {
+    /// A store over a copy of `items` (any iterable: `map` takes its whole
+    /// input first, as `multiprocessing` does).
+    pub(crate) fn eager(items: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let items = items.py().get_type::<PyList>().call1((items,))?.cast_into::<PyList>()?;
+        let len = items.len();
+        Ok(Self::with(Input::List(items.unbind(), len)))
+    }
+
+    /// A store over `items`: a copy of a list or a tuple (its length is
+    /// known, so chunks are sized to it), anything else pulled lazily.
+    pub(crate) fn new(items: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        if items.cast::<PyList>().is_ok() || items.cast::<PyTuple>().is_ok() {
+            return Self::eager(items);
+        }
+        let iter = items.try_iter()?.into_any().unbind();
+        let lazy = Lazy { iter: Some(iter), blocks: VecDeque::new(), pulled: 0 };
+        Ok(Self::with(Input::Lazy(Mutex::new(lazy))))
+    }
+
+    fn with(input: Input) -> Arc<Self> {
+        Arc::new(Store { input, results: Mutex::default(), error: Default::default() })
+    }
+
+    /// The number of items, if known.
+    pub(crate) fn len(&self) -> Option<usize> {
+        match &self.input {
+            Input::List(_, len) => Some(*len),
+            Input::Lazy(_) => None,
+        }
+    }
+
+    /// The exception the input raised, once it did.
+    pub(crate) fn error(&self) -> InputError {
+        self.error.clone()
+    }
+
+    /// The indices of the items, for the core; pulls a lazy input as the
+    /// core asks for items.
+    pub(crate) fn indices(self: &Arc<Self>) -> Indices {
+        let len = self.len();
+        Indices { store: self.clone(), next: 0, have: len.unwrap_or(0), done: len.is_some() }
+    }
+
+    /// Pulls up to [`PULL`] more items of a lazy input; the number of items
+    /// pulled so far, or `None` once no more came.
+    fn pull(&self) -> Option<usize> {
+        let Input::Lazy(lazy) = &self.input else { return None };
+        let iter = lock(lazy).iter.take()?;
+        Python::attach(|py| {
+            let (block, ended) = match pull_block(py, iter.bind(py)) {
+                Ok((block, ended)) => (block, ended),
+                Err((block, e)) => {
+                    *lock(&self.error) = Some(e);
+                    (block, true)
+                }
+            };
+            let len = block.len();
+            let mut l = lock(lazy);
+            if !ended {
+                l.iter = Some(iter);
+            }
+            if len > 0 {
+                let first = l.pulled;
+                l.blocks.push_back(Block { first, items: block.unbind(), len, left: len });
+                l.pulled += len;
+            }
+            (len > 0).then_some(l.pulled)
+        })
+    }
+
+    /// The items of a chunk: consecutive indices, as the core cuts them.
+    pub(crate) fn slice<'py>(
+        &self,
+        py: Python<'py>,
+        indices: &[usize],
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
+        if indices.last().is_some_and(|&last| last + 1 != first + n) {
+            return Err(PyRuntimeError::new_err("a chunk's items are not consecutive"));
+        }
+        let lazy = match &self.input {
+            Input::List(items, _) => return Ok(items.bind(py).get_slice(first, first + n)),
+            Input::Lazy(lazy) => lazy,
+        };
+        // The blocks that hold [first, first + n), with the range of each
+        // to take; blocks whose every item is taken leave the store (and
+        // are dropped below, with no mutex held).
+        let mut pieces = Vec::new();
+        let mut spent = Vec::new();
+        {
+            let mut l = lock(lazy);
+            for b in l.blocks.iter_mut() {
+                let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
+                if from < to {
+                    b.left -= to - from;
+                    pieces.push((b.items.clone_ref(py), from - b.first, to - b.first));
+                }
+            }
+            while l.blocks.front().is_some_and(|b| b.left == 0) {
+                spent.extend(l.blocks.pop_front());
+            }
+        }
+        let out = match pieces.as_slice() {
+            [(items, from, to)] => items.bind(py).get_slice(*from, *to),
+            _ => {
+                let out = PyList::empty(py);
+                for (items, from, to) in &pieces {
+                    for x in items.bind(py).get_slice(*from, *to).iter() {
+                        out.append(x)?;
+                    }
+                }
+                out
+            }
+        };
+        drop(pieces);
+        drop(spent);
+        if out.len() != n {
+            return Err(PyRuntimeError::new_err(format!(
+                "items {first}..{} are no longer held",
+                first + n
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Keeps a chunk's results, noting its first `Failure` now, while the
+    /// thread that made them has them in its cache (at the end, the caller
+    /// would read every result from memory once more).
+    pub(crate) fn keep(
+        &self,
+        py: Python<'_>,
+        first: usize,
+        results: Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let failure = failure_type(py)?;
+        let bad = results.iter().position(|v| is_failure(&v, failure));
+        let part = Part { len: results.len(), results: results.unbind(), bad };
+        let replaced = lock(&self.results).insert(first, part);
+        drop(replaced); // a retried chunk's earlier results, if any
+        Ok(())
+    }
+
+    /// The results of the chunk that holds item `index`, taken out, with
+    /// the index of their first item.
+    pub(crate) fn take_part(&self, index: usize) -> Option<(usize, Part)> {
+        let mut results = lock(&self.results);
+        let (&first, part) = results.range(..=index).next_back()?;
+        if index >= first + part.len {
+            return None;
+        }
+        Some((first, results.remove(&first)?))
+    }
+
+    /// Every result in input order, and the index of the first that is a
+    /// `Failure`. Call once the batch ended without a lost chunk.
+    pub(crate) fn join<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyList>, Option<usize>)> {
+        let parts = std::mem::take(&mut *lock(&self.results));
+        let len = self.len().unwrap_or(0);
+        let mut at = 0;
+        for (&first, part) in &parts {
+            if first != at {
+                return Err(PyRuntimeError::new_err(format!("map: results from {at} missing")));
+            }
+            at += part.len;
+        }
+        if at != len {
+            return Err(PyRuntimeError::new_err(format!("map: {at} results for {len} items")));
+        }
+        let first_bad = parts.iter().find_map(|(first, p)| p.bad.map(|o| first + o));
+        // SAFETY: `out` is a new list of `len` slots, each set once below;
+        // a part's references move into it only when nobody else holds
+        // the part (its length then drops to 0, so freeing it releases
+        // nothing), otherwise they are copied with a reference of their own.
+        let out = unsafe {
+            let out = ffi::PyList_New(len as ffi::Py_ssize_t);
+            let out = Bound::from_owned_ptr_or_err(py, out)?.cast_into_unchecked::<PyList>();
+            for (&first, part) in &parts {
+                let list = part.results.bind(py).as_ptr();
+                let n = ffi::PyList_GET_SIZE(list);
+                let only = ffi::Py_REFCNT(list) == 1;
+                for j in 0..n {
+                    let item = ffi::PyList_GET_ITEM(list, j);
+                    if !only {
+                        ffi::Py_INCREF(item);
+                    }
+                    ffi::PyList_SET_ITEM(out.as_ptr(), first as ffi::Py_ssize_t + j, item);
+                }
+                if only {
+                    (*list.cast::<ffi::PyVarObject>()).ob_size = 0;
+                }
+            }
+            out
+        };
+        Ok((out, first_bad))
+    }
+}
+
+/// Up to [`PULL`] items of `iter` and whether it ended; on an exception,
+/// the items before it and the exception.
+#[allow(clippy::type_complexity)]
+fn pull_block<'py>(
+    py: Python<'py>,
+    iter: &Bound<'py, PyAny>,
+) -> Result<(Bound<'py, PyList>, bool), (Bound<'py, PyList>, PyErr)> {
+    let block = PyList::empty(py);
+    for _ in 0..PULL {
+        // SAFETY: `iter` is an iterator (from `try_iter`); `PyIter_Next`
+        // returns a new reference, or null at the end or on an error.
+        let next = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyIter_Next(iter.as_ptr())) };
+        match next {
+            Some(x) => {
+                if let Err(e) = block.append(x) {
+                    return Err((block, e));
+                }
+            }
+            None => {
+                return match PyErr::take(py) {
+                    Some(e) => Err((block, e)),
+                    None => Ok((block, true)),
+                };
+            }
+        }
+    }
+    Ok((block, false))
+}
+
+/// The items of a [`Store`] as the core sees them: their indices.
+pub(crate) struct Indices {
+    store: Arc<Store>,
+    next: usize,
+    /// Items available: the length of a list, the items pulled so far of a
+    /// lazy input.
+    have: usize,
+    /// No more will come.
+    done: bool,
+}
+
+impl Iterator for Indices {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.next >= self.have {
+            if self.done {
+                return None;
+            }
+            match self.store.pull() {
+                Some(pulled) => self.have = pulled,
+                None => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let ready = self.have - self.next;
+        (ready, self.done.then_some(ready))
+    }
+}
