@@ -17,7 +17,6 @@
 //! to unpickle chunks are not starved.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyType};
 use shoal_core::backend::TaskMessage;
 use shoal_core::error::{BatchError, TaskError};
-use shoal_core::{Feeder, Imap, MapUnordered, OpenItems};
+use shoal_core::{ChunkOutcome, Chunks, Feeder, MapUnordered, OpenItems};
 
 use crate::chunk::{Item, LocalMap, LocalRun, Obj};
 use crate::errors::batch_error;
@@ -44,10 +43,8 @@ pub(crate) type InputError = Arc<Mutex<Option<PyErr>>>;
 
 /// The core's iterator behind a [`Batch`].
 pub(crate) enum BatchIter {
-    /// Over a store: results in input order.
-    Ordered(Imap<Indices, LocalMap, ()>, Arc<Store>),
-    /// Over a store: results as they come.
-    Unordered(MapUnordered<Indices, LocalMap, ()>, Arc<Store>),
+    /// Over a store: whole chunks, in input order or as they end.
+    Chunks(Chunks<Indices, LocalMap, ()>, Arc<Store>),
     /// Single calls sent one by one (`apply_async`, `submit`).
     Open(MapUnordered<OpenItems<Item>, LocalRun, Obj>),
 }
@@ -88,21 +85,12 @@ impl BatchIter {
     fn pump(self, cancelled: &AtomicBool, mut push: impl FnMut(Event) -> bool) {
         let mut go = |e: Event| push(e) && !cancelled.load(Ordering::Acquire);
         match self {
-            BatchIter::Ordered(it, store) => {
-                let mut next = 0;
-                let outcomes = it.map(|r| {
-                    let index = r.as_ref().err().and_then(BatchError::index).unwrap_or(next);
-                    next = index + 1;
-                    (index, r)
-                });
-                parts(outcomes, &store, go);
-            }
-            BatchIter::Unordered(it, store) => {
-                let outcomes = it.map(|r| match r {
-                    Ok((index, ())) => (index, Ok(())),
-                    Err(e) => (e.index().unwrap_or(usize::MAX), Err(e)),
-                });
-                parts(outcomes, &store, go);
+            BatchIter::Chunks(chunks, store) => {
+                for chunk in chunks {
+                    if !chunk_events(chunk, &store).into_iter().all(&mut go) {
+                        break;
+                    }
+                }
             }
             BatchIter::Open(it) => {
                 for r in it {
@@ -119,34 +107,32 @@ impl BatchIter {
     }
 }
 
-/// The events of a batch over a store: the core reports each item, and a
-/// chunk's items one after another; the first of a chunk hands over its
-/// whole part, the others are then covered by it.
-fn parts(
-    outcomes: impl Iterator<Item = (usize, Result<(), BatchError>)>,
-    store: &Store,
-    mut push: impl FnMut(Event) -> bool,
-) {
-    let mut covered: Range<usize> = 0..0;
-    for (index, r) in outcomes {
-        let event = match r {
-            Ok(()) if covered.contains(&index) => continue,
-            Ok(()) => match store.take_part(index) {
-                Some((first, part)) => {
-                    covered = first..first + part.len;
-                    Event::Part(first, part)
-                }
-                None => {
-                    let error = TaskError::panic(format!("the result of item {index} is missing"));
-                    Event::Outcome((index, Err(Box::new(BatchError::Failed { index, error }))))
-                }
-            },
-            Err(e) => Event::Outcome((index, Err(Box::new(e)))),
-        };
-        if !push(event) {
-            break;
-        }
+/// The events of one chunk of a batch over a store: its part, or an
+/// error for each of its items (a chunk runs, decodes and is kept whole,
+/// or fails whole).
+fn chunk_events(chunk: Result<ChunkOutcome<()>, BatchError>, store: &Store) -> Vec<Event> {
+    let failed =
+        |index, error| Event::Outcome((index, Err(Box::new(BatchError::Failed { index, error }))));
+    let chunk = match chunk {
+        Ok(chunk) => chunk,
+        Err(e) => return vec![Event::Outcome((e.index().unwrap_or(usize::MAX), Err(Box::new(e))))],
+    };
+    let part = store.take_part(chunk.start);
+    if chunk.errors.is_empty()
+        && let Some((first, part)) = part
+    {
+        return vec![Event::Part(first, part)];
     }
+    let mut errors = chunk.errors.into_iter().peekable();
+    (0..chunk.len)
+        .map(|o| match errors.next_if(|(e, _)| *e == o) {
+            Some((_, error)) => failed(chunk.start + o, error),
+            None => failed(
+                chunk.start + o,
+                TaskError::panic(format!("the result of item {} is missing", chunk.start + o)),
+            ),
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -239,11 +239,7 @@ impl Core {
         let task_timeout = seconds("task_timeout", task_timeout)?;
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let (items, error) = (store.indices(), store.error());
-        let iter = if ordered {
-            BatchIter::Ordered(b.imap_with(run, codec, items), store)
-        } else {
-            BatchIter::Unordered(b.map_unordered_with(run, codec, items), store)
-        };
+        let iter = BatchIter::Chunks(b.chunks_with(run, codec, items, ordered), store);
         Batch::start(iter, error, values)
     }
 

@@ -40,9 +40,9 @@ mod pool;
 pub use pool::wait;
 #[cfg(feature = "native")]
 pub use pool::{
-    BatchBuilder, BatchId, ChunkFn, Codec, DecodeChunk, EncodeChunk, Feeder, Imap, MapUnordered,
-    Message, Messages, OnMessage, OpenItems, Pool, PoolBuilder, PoolEvent, Scope, ScopedHandle,
-    TaskHandle,
+    BatchBuilder, BatchId, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, Feeder,
+    Imap, MapUnordered, Message, Messages, OnMessage, OpenItems, Pool, PoolBuilder, PoolEvent,
+    Scope, ScopedHandle, TaskHandle,
 };
 
 #[cfg(feature = "testkit")]

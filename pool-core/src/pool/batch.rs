@@ -288,6 +288,28 @@ impl<'p> BatchBuilder<'p> {
         MapUnordered::new(self.engine_named(items.into_iter(), run, true, codec))
     }
 
+    /// Whole chunks as they end (`ordered`: in input order), for callers
+    /// that keep a batch's items and results themselves: the Python
+    /// bindings hold them in Python lists and hand each chunk's results on
+    /// whole, so that the core does no work per item. Otherwise as
+    /// [`BatchBuilder::imap_with`] / [`BatchBuilder::map_unordered_with`].
+    pub fn chunks_with<I, A, R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<A, R>>,
+        items: I,
+        ordered: bool,
+    ) -> Chunks<I::IntoIter, C, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Send + 'static,
+        R: Send + 'static,
+        C: ChunkFn<A, R> + 'static,
+    {
+        let engine = self.engine_named(items.into_iter(), run, true, codec);
+        Chunks { engine, parked: ordered.then(|| (BTreeMap::new(), 0)) }
+    }
+
     /// An open batch: items are added while it runs, through the returned
     /// [`Feeder`]; results come in completion order, each with its item's
     /// position in the order the items were sent. The batch ends once
@@ -1019,32 +1041,37 @@ where
         self.inner.events.emit(|| PoolEvent::BatchFinished(batch));
     }
 
-    /// Splits a chunk message into per-item results, in input order.
-    fn items_of(&self, msg: ChunkMsg<R>) -> (usize, Vec<Result<R, BatchError>>) {
+    /// A chunk message as the chunk's outcome (a lost chunk fails every
+    /// item), after emitting its results as events.
+    fn chunk_of(&self, msg: ChunkMsg<R>) -> ChunkOutcome<R> {
         match msg {
             ChunkMsg::Ran { start, len, values, errors, .. } => {
                 self.emit_results(start, len, &errors, false);
-                let mut out = Vec::with_capacity(len);
-                let mut values = values.into_iter();
-                let mut errors = errors.into_iter().peekable();
-                for offset in 0..len {
-                    if errors.peek().is_some_and(|(o, _)| *o == offset) {
-                        let (_, error) = errors.next().expect("peeked");
-                        out.push(Err(BatchError::Failed { index: start + offset, error }));
-                    } else if let Some(v) = values.next() {
-                        out.push(Ok(v));
-                    }
-                }
-                (start, out)
+                ChunkOutcome { start, len, values, errors }
             }
             ChunkMsg::Lost { start, len, error, .. } => {
                 self.emit_results(start, len, &[], true);
-                let out = (0..len)
-                    .map(|o| Err(BatchError::Failed { index: start + o, error: error.clone() }))
-                    .collect();
-                (start, out)
+                let errors = (0..len).map(|o| (o, error.clone())).collect();
+                ChunkOutcome { start, len, values: Vec::new(), errors }
             }
         }
+    }
+
+    /// Splits a chunk message into per-item results, in input order.
+    fn items_of(&self, msg: ChunkMsg<R>) -> (usize, Vec<Result<R, BatchError>>) {
+        let ChunkOutcome { start, len, values, errors } = self.chunk_of(msg);
+        let mut out = Vec::with_capacity(len);
+        let mut values = values.into_iter();
+        let mut errors = errors.into_iter().peekable();
+        for offset in 0..len {
+            if errors.peek().is_some_and(|(o, _)| *o == offset) {
+                let (_, error) = errors.next().expect("peeked");
+                out.push(Err(BatchError::Failed { index: start + offset, error }));
+            } else if let Some(v) = values.next() {
+                out.push(Ok(v));
+            }
+        }
+        (start, out)
     }
 
     /// `map`: every result in input order, or the failure with the lowest
@@ -1230,6 +1257,67 @@ where
                     }
                     return None;
                 }
+            }
+        }
+    }
+}
+
+/// One chunk of a batch as it ended ([`BatchBuilder::chunks_with`]).
+#[derive(Debug)]
+pub struct ChunkOutcome<R> {
+    /// The index of its first item.
+    pub start: usize,
+    /// Its number of items.
+    pub len: usize,
+    /// The results of the items that did not fail, in order.
+    pub values: Vec<R>,
+    /// The items that failed, as offsets within the chunk (ascending) with
+    /// their errors. A chunk that did not run to its end (worker lost,
+    /// timeout, cancelled) fails every item.
+    pub errors: Vec<(usize, TaskError)>,
+}
+
+/// The iterator of [`BatchBuilder::chunks_with`]: whole chunks.
+pub struct Chunks<It: Iterator, F, R> {
+    engine: Engine<It, F, R>,
+    /// In input order: the chunks that ended ahead of their turn, by first
+    /// index, and the first index of the next chunk to yield.
+    parked: Option<(BTreeMap<usize, ChunkOutcome<R>>, usize)>,
+}
+
+impl<It, F, R> Iterator for Chunks<It, F, R>
+where
+    It: Iterator,
+    It::Item: Send,
+    F: ChunkFn<It::Item, R>,
+    R: Send,
+{
+    type Item = Result<ChunkOutcome<R>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.engine.invalid.take() {
+            self.engine.exhausted = true;
+            return Some(Err(BatchError::InvalidOption(e)));
+        }
+        loop {
+            if let Some((parked, next)) = &mut self.parked
+                && let Some(chunk) = parked.remove(next)
+            {
+                *next += chunk.len;
+                return Some(Ok(chunk));
+            }
+            let Some(msg) = self.engine.next_chunk() else {
+                self.engine.finish();
+                if self.engine.closed {
+                    self.engine.closed = false;
+                    return Some(Err(BatchError::Closed));
+                }
+                return None;
+            };
+            let chunk = self.engine.chunk_of(msg);
+            match &mut self.parked {
+                Some((parked, _)) => drop(parked.insert(chunk.start, chunk)),
+                None => return Some(Ok(chunk)),
             }
         }
     }

@@ -28,7 +28,8 @@ use crate::scheduler::{Config, Scheduler, TaskOptions};
 use crate::stats::Insights;
 
 pub use batch::{
-    BatchBuilder, ChunkFn, Codec, DecodeChunk, EncodeChunk, Imap, MapUnordered, OnMessage,
+    BatchBuilder, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, Imap,
+    MapUnordered, OnMessage,
 };
 pub use events::{BatchId, PoolEvent};
 pub use handle::{Message, Messages, TaskHandle};
