@@ -16,9 +16,9 @@ fn check_cover(chunks: &[ChunkOutcome<u64>], n: usize) {
         for (o, v) in c.values.iter().enumerate() {
             assert_eq!(*v, 2 * (c.start + o) as u64);
         }
-        for i in c.start..c.start + c.len {
-            assert!(!seen[i], "item {i} twice");
-            seen[i] = true;
+        for (i, s) in seen.iter_mut().enumerate().skip(c.start).take(c.len) {
+            assert!(!*s, "item {i} twice");
+            *s = true;
         }
     }
     assert!(seen.iter().all(|&s| s), "an item is missing");
