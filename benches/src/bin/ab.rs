@@ -4,7 +4,11 @@
 //! programs hits both sides of a round alike). Not a replacement for the
 //! criterion suites; a quick check while changing the pool.
 //!
-//! `ab [w1|w3|pw1|pw5|rt]... [--rounds N]`
+//! `ab [w1|w3|pw1|pw5|rt]... [--rounds N] [--plugin]`
+//!
+//! With `--plugin` (built with the `plugin` feature), W1 and W3 compare
+//! the threads backend loaded as a plugin with the statically linked one
+//! instead of shoal with rayon.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -57,20 +61,26 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
     let want = |w: &str| args.iter().any(|a| a == w);
+    // The peer and the subject of W1 and W3, and the peer's name.
+    let (peer, subject, peer_name) = if want("--plugin") {
+        (Implementation::Threads, Implementation::ThreadsPlugin, "static")
+    } else {
+        (Implementation::Rayon, Implementation::Threads, "rayon")
+    };
     if want("w1") {
         let input = workloads::w1_input(W1_ITEMS);
-        let rayon = Runner::new(Implementation::Rayon, 2).expect("rayon");
-        let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
+        let rayon = Runner::new(peer, 2).expect("the peer");
+        let shoal = Runner::new(subject, 2).expect("the subject");
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             a.push(time(|| drop(black_box(workloads::w1(&rayon, &input))), 30));
             b.push(time(|| drop(black_box(workloads::w1(&shoal, &input))), 30));
         }
-        report("W1", &a, &b, "rayon");
+        report("W1", &a, &b, peer_name);
     }
     if want("w3") {
-        let rayon = Runner::new(Implementation::Rayon, 2).expect("rayon");
-        let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
+        let rayon = Runner::new(peer, 2).expect("the peer");
+        let shoal = Runner::new(subject, 2).expect("the subject");
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             a.push(time(
@@ -86,7 +96,7 @@ fn main() {
                 3,
             ));
         }
-        report("W3", &a, &b, "rayon");
+        report("W3", &a, &b, peer_name);
     }
     if want("rt") {
         let shoal = Runner::new(Implementation::Threads, 2).expect("threads");
