@@ -298,13 +298,18 @@ fn plain_message(py: Python<'_>, e: &PyErr) -> String {
     if is_ours { e.value(py).to_string() } else { describe(py, e) }
 }
 
-/// The name under which worker processes run the chunks of a `map`: a
-/// [`PY_FUNCTION`] chunk behind an 8-byte header (the chunk's first index,
-/// little-endian) that the worker sends back in front of the results.
+/// The name under which worker processes run the chunks of a batch held
+/// in a [`Store`]: a [`PY_FUNCTION`] chunk behind an 8-byte header (the
+/// chunk's first index, little-endian) that the worker sends back in front
+/// of the results, followed by the offset of the chunk's first failure
+/// (`u64::MAX`: none), so that the parent does not look at every result.
 pub(crate) const PY_MAP_FUNCTION: &str = "shoal.python.map";
 
-/// The bytes of a [`PY_MAP_FUNCTION`] header.
+/// The bytes of a [`PY_MAP_FUNCTION`] chunk's header.
 pub(crate) const MAP_HEADER: usize = 8;
+
+/// The bytes of a [`PY_MAP_FUNCTION`] chunk's results' header.
+pub(crate) const MAP_RESULTS_HEADER: usize = 16;
 
 /// Runs the chunks of a batch held in a [`Store`] on in-process worker
 /// threads.
@@ -330,22 +335,21 @@ impl ChunkFn<usize, ()> for LocalMap {
     ) {
         let n = items.len();
         Python::attach(|py| {
-            let run = || -> PyResult<Bound<'_, PyList>> {
+            let run = || -> PyResult<(Bound<'_, PyList>, Option<usize>)> {
                 let list = self.store.slice(py, &items)?;
-                let out = self.run_items.call1(py, (self.func.clone_ref(py), self.mode, list))?;
-                Ok(out.into_bound(py).cast_into::<PyList>()?)
+                let failed = PyList::empty(py);
+                let args = (self.func.clone_ref(py), self.mode, list, &failed);
+                let out = self.run_items.call1(py, args)?;
+                let bad = failed.iter().next().map(|i| i.extract()).transpose()?;
+                Ok((out.into_bound(py).cast_into::<PyList>()?, bad))
             };
             match run() {
-                Ok(out) if out.len() == n => {
+                Ok((out, bad)) if out.len() == n => {
                     let first = items.first().copied().unwrap_or(0);
-                    match self.store.keep(py, first, out) {
-                        Ok(()) => values.resize(n, ()),
-                        Err(e) => {
-                            fail_all(errors, n, describe(py, &e));
-                        }
-                    }
+                    self.store.keep(first, out, bad);
+                    values.resize(n, ());
                 }
-                Ok(out) => {
+                Ok((out, _)) => {
                     fail_all(
                         errors,
                         n,
@@ -370,7 +374,7 @@ pub(crate) fn map_codec(
     let encode_chunk_into = codec_fn(py, "encode_chunk_into")?;
     let decode_results = codec_fn(py, "decode_results")?;
     let decode_store = store.clone();
-    Ok(Codec::new(
+    Ok(Codec::split(
         PY_MAP_FUNCTION,
         move |items: &[usize]| {
             Python::attach(|py| {
@@ -389,20 +393,24 @@ pub(crate) fn map_codec(
             })
         },
         move |bytes: &[u8]| {
-            let Some((header, body)) = bytes.split_first_chunk::<MAP_HEADER>() else {
+            let Some((header, body)) = bytes.split_first_chunk::<MAP_RESULTS_HEADER>() else {
                 return Err("a map chunk's results lack their header".to_string());
             };
-            let first = u64::from_le_bytes(*header) as usize;
+            let (first, bad) = header.split_at(8);
+            let first = u64::from_le_bytes(first.try_into().expect("8 bytes")) as usize;
+            let bad = u64::from_le_bytes(bad.try_into().expect("8 bytes"));
             Python::attach(|py| {
                 let decode = || -> PyResult<usize> {
                     let out = with_view(py, body, |v| decode_results.call1(py, (v,)))?;
                     let out = out.into_bound(py).cast_into::<PyList>()?;
                     let n = out.len();
-                    decode_store.keep(py, first, out)?;
+                    let bad = usize::try_from(bad).ok().filter(|&b| b < n);
+                    decode_store.keep(first, out, bad);
                     Ok(n)
                 };
                 match decode() {
-                    Ok(n) => Ok(vec![Ok(()); n]),
+                    // `()` values: an empty vector's worth of memory.
+                    Ok(n) => Ok((vec![(); n], Vec::new())),
                     Err(e) => Err(plain_message(py, &e)),
                 }
             })

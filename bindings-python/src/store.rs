@@ -32,7 +32,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use crate::batch::{InputError, failure_type, is_failure};
+use crate::batch::InputError;
 
 /// Items pulled from a lazy input per taking of the interpreter lock: a
 /// lazy chunk's worth (the core's `LAZY_CHUNK_CAP`), so that the pump asks
@@ -211,21 +211,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps a chunk's results, noting its first `Failure` now, while the
-    /// thread that made them has them in its cache (at the end, the caller
-    /// would read every result from memory once more).
-    pub(crate) fn keep(
-        &self,
-        py: Python<'_>,
-        first: usize,
-        results: Bound<'_, PyList>,
-    ) -> PyResult<()> {
-        let failure = failure_type(py)?;
-        let bad = results.iter().position(|v| is_failure(&v, failure));
+    /// Keeps a chunk's results and the offset of its first `Failure`,
+    /// which whoever ran the chunk knows (`run_items`' failed list): a scan
+    /// of every result for it was a sixth of a reader thread's time.
+    pub(crate) fn keep(&self, first: usize, results: Bound<'_, PyList>, bad: Option<usize>) {
         let part = Part { len: results.len(), results: results.unbind(), bad };
         let replaced = lock(&self.results).insert(first, part);
         drop(replaced); // a retried chunk's earlier results, if any
-        Ok(())
     }
 
     /// The results of the chunk that holds item `index`, taken out, with

@@ -16,7 +16,7 @@ use shoal_core::backend::WorkerState;
 use shoal_core::function::{NamedFunction, Registry};
 use shoal_process::WorkerHooks;
 
-use crate::chunk::{MAP_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
+use crate::chunk::{MAP_HEADER, MAP_RESULTS_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
 use crate::errors::describe;
 
 struct PythonChunks;
@@ -27,11 +27,12 @@ impl NamedFunction for PythonChunks {
     }
 
     fn call_chunk(&self, arguments: &[u8]) -> Result<Vec<u8>, String> {
-        run_chunk(arguments, &[])
+        run_chunk(arguments, None)
     }
 }
 
-/// `map` chunks: a [`PythonChunks`] chunk behind a header, sent back.
+/// `map` chunks: a [`PythonChunks`] chunk behind a header, sent back
+/// with the offset of the chunk's first failure (see [`MAP_RESULTS_HEADER`]).
 struct PythonMapChunks;
 
 impl NamedFunction for PythonMapChunks {
@@ -44,19 +45,25 @@ impl NamedFunction for PythonMapChunks {
             return Err("a map chunk lacks its header".to_string());
         }
         let (header, chunk) = arguments.split_at(MAP_HEADER);
-        run_chunk(chunk, header)
+        run_chunk(chunk, Some(header))
     }
 }
 
-/// Runs one pickled chunk; the results' bytes follow `header`.
-fn run_chunk(arguments: &[u8], header: &[u8]) -> Result<Vec<u8>, String> {
+/// Runs one pickled chunk. With a map chunk's `header`, the results'
+/// bytes follow it and the offset of the first failure
+/// (`MAP_RESULTS_HEADER`, `u64::MAX` for none).
+fn run_chunk(arguments: &[u8], header: Option<&[u8]>) -> Result<Vec<u8>, String> {
     Python::attach(|py| {
         let run = || -> PyResult<Vec<u8>> {
             let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
             let out = with_view(py, arguments, |v| run_chunk.call1((v,)))?;
-            let out = out.cast::<PyBytes>()?.as_bytes();
-            let mut bytes = Vec::with_capacity(header.len() + out.len());
+            let (out, first_bad): (Bound<'_, PyBytes>, i64) = out.extract()?;
+            let out = out.as_bytes();
+            let Some(header) = header else { return Ok(out.to_vec()) };
+            let first_bad = u64::try_from(first_bad).unwrap_or(u64::MAX);
+            let mut bytes = Vec::with_capacity(MAP_RESULTS_HEADER + out.len());
             bytes.extend_from_slice(header);
+            bytes.extend_from_slice(&first_bad.to_le_bytes());
             bytes.extend_from_slice(out);
             Ok(bytes)
         };

@@ -6,7 +6,8 @@ One chunk is one task of the Rust core. Both backends run it with
 - parent: ``encode_chunk_into(out, function_bytes, mode, items)`` pickles
   the chunk (the function travels as cloudpickle bytes, unpickled once per
   worker);
-- worker: ``run_chunk(payload)`` unpickles, runs, pickles the results;
+- worker: ``run_chunk(payload)`` unpickles, runs, pickles the results
+  (and says which is the first failure);
 - parent: ``decode_results(payload)`` unpickles them.
 
 Each result is the function's return value, or a :class:`Failure` holding
@@ -20,7 +21,7 @@ import _pickle as pickle  # the C module: pickle.py imports `re`, slow for worke
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
-    from typing import Any, Callable, List, Optional, Sequence
+    from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
 
@@ -184,8 +185,10 @@ def _portable(result: Any) -> Any:
         )
 
 
-def run_chunk(payload: bytes) -> bytes:
-    """Worker side: runs one pickled chunk and pickles its results."""
+def run_chunk(payload: bytes) -> Tuple[bytes, int]:
+    """Worker side: runs one pickled chunk; returns its results pickled and
+    the offset of the first that is a :class:`Failure` (-1: none), so that
+    the parent need not look at every result to find it."""
     try:
         function, mode, items = pickle.loads(payload)
         func = _load_function(function) if mode != EACH else None
@@ -198,13 +201,16 @@ def run_chunk(payload: bytes) -> bytes:
     for i in failed:
         r = results[i]
         results[i] = _portable(Failure(r.exc, "".join(traceback.format_exception(r.exc))))
+    first = failed[0] if failed else -1
     try:
         data = pickle.dumps(results, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001 - find the culprit, keep the others
-        data = pickle.dumps([_portable(r) for r in results], protocol=PROTOCOL)
+        results = [_portable(r) for r in results]
+        data = pickle.dumps(results, protocol=PROTOCOL)
+        first = next((i for i, r in enumerate(results) if type(r) is Failure), -1)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
-    return data
+    return data, first

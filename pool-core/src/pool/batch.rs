@@ -539,6 +539,24 @@ impl<A, R> Codec<A, R> {
         }
     }
 
+    /// As [`Codec::new`], with a decoder that returns the values of the
+    /// items that ran and the `(offset, message)` of those that failed
+    /// ([`crate::function::Split`]; offsets strictly increasing, below
+    /// the chunk's length), so that no `Result` is built per item (the
+    /// Python binding's `map` results are `()`: a `Result` each was most
+    /// of the time its reader threads spent per chunk).
+    pub fn split(
+        function: &'static str,
+        encode: impl Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+        decode: impl Fn(&[u8]) -> Result<crate::function::Split<R>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Codec {
+            function,
+            encode: Encoder::Fresh(Arc::new(encode)),
+            decode: Decoder::Split(Arc::new(decode)),
+        }
+    }
+
     /// The codec of a named [`Function`] (postcard), as `map_fn` uses: it
     /// encodes into buffers the batch reuses and decodes results straight
     /// into values and errors.
