@@ -1047,6 +1047,20 @@ where
         }
     }
 
+    /// An invalid option, once: the first item of a lazy batch's results.
+    fn take_invalid(&mut self) -> Option<BatchError> {
+        let e = self.invalid.take()?;
+        self.exhausted = true;
+        Some(BatchError::InvalidOption(e))
+    }
+
+    /// No chunk is left: finishes the batch; `Closed`, once, if the pool
+    /// closed before every item could run.
+    fn run_out(&mut self) -> Option<BatchError> {
+        self.finish();
+        std::mem::take(&mut self.closed).then_some(BatchError::Closed)
+    }
+
     fn finish(&mut self) {
         if self.finished_sent {
             return;
@@ -1198,9 +1212,8 @@ where
     type Item = Result<R, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(e) = self.engine.invalid.take() {
-            self.engine.exhausted = true;
-            return Some(Err(BatchError::InvalidOption(e)));
+        if let Some(invalid) = self.engine.take_invalid() {
+            return Some(Err(invalid));
         }
         loop {
             if let Some(r) = self.ready.pop_front() {
@@ -1216,14 +1229,7 @@ where
                     let (start, items) = self.engine.items_of(msg);
                     self.parked.insert(start, items);
                 }
-                None => {
-                    self.engine.finish();
-                    if self.engine.closed {
-                        self.engine.closed = false;
-                        return Some(Err(BatchError::Closed));
-                    }
-                    return None;
-                }
+                None => return self.engine.run_out().map(Err),
             }
         }
     }
@@ -1252,9 +1258,8 @@ where
     type Item = Result<(usize, R), BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(e) = self.engine.invalid.take() {
-            self.engine.exhausted = true;
-            return Some(Err(BatchError::InvalidOption(e)));
+        if let Some(invalid) = self.engine.take_invalid() {
+            return Some(Err(invalid));
         }
         loop {
             if let Some(r) = self.ready.pop_front() {
@@ -1267,14 +1272,7 @@ where
                         items.into_iter().enumerate().map(|(o, r)| r.map(|v| (start + o, v))),
                     );
                 }
-                None => {
-                    self.engine.finish();
-                    if self.engine.closed {
-                        self.engine.closed = false;
-                        return Some(Err(BatchError::Closed));
-                    }
-                    return None;
-                }
+                None => return self.engine.run_out().map(Err),
             }
         }
     }
@@ -1313,9 +1311,8 @@ where
     type Item = Result<ChunkOutcome<R>, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(e) = self.engine.invalid.take() {
-            self.engine.exhausted = true;
-            return Some(Err(BatchError::InvalidOption(e)));
+        if let Some(invalid) = self.engine.take_invalid() {
+            return Some(Err(invalid));
         }
         loop {
             if let Some((parked, next)) = &mut self.parked
@@ -1325,12 +1322,7 @@ where
                 return Some(Ok(chunk));
             }
             let Some(msg) = self.engine.next_chunk() else {
-                self.engine.finish();
-                if self.engine.closed {
-                    self.engine.closed = false;
-                    return Some(Err(BatchError::Closed));
-                }
-                return None;
+                return self.engine.run_out().map(Err);
             };
             let chunk = self.engine.chunk_of(msg);
             match &mut self.parked {
