@@ -971,12 +971,56 @@ pub fn process_targets(report: &Report) -> Vec<Target> {
     targets
 }
 
+/// The foundation issue's targets, each measured in this run: W1 at most
+/// 1.5x rayon's time and W3 within 5% of it (the threads backend, static
+/// and plugin), a submit-to-result round trip under 10 µs, W6 memory of
+/// `threads` flat, and the plugin within 3% of the static backend on W1
+/// and W3.
+pub fn core_targets(report: &Report) -> Vec<Target> {
+    let ratio = |group: &str, subject: &str, reference: &str| {
+        relative(
+            find_measurement(report, group, subject)?,
+            find_measurement(report, group, reference)?,
+        )
+    };
+    let time_target = |name: String, r: Option<f64>, of: &str, at_most: f64| Target {
+        name,
+        measured: r.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}x the time of {of}")),
+        goal: format!("<= {at_most:.2}x the time of {of}"),
+        met: r.map(|r| r <= at_most),
+    };
+    let mut targets = Vec::new();
+    for backend in ["threads", "threads-plugin"] {
+        for (group, at_most) in [("W1", 1.5), ("W3", 1.05)] {
+            let r = ratio(group, backend, "rayon");
+            targets.push(time_target(format!("{group} {backend} vs rayon"), r, "rayon", at_most));
+        }
+    }
+    let roundtrip = find_measurement(report, "roundtrip", "threads").map(|m| m.median_ns);
+    targets.push(Target {
+        name: "roundtrip of one empty task, threads".to_owned(),
+        measured: roundtrip.map_or_else(|| "-".to_owned(), |ns| human_time(ns)),
+        goal: "< 10 µs median".to_owned(),
+        met: roundtrip.map(|ns| ns < 10_000.0),
+    });
+    targets.push(flat_memory_target(report, "threads"));
+    for group in ["W1", "W3"] {
+        let r = ratio(group, "threads-plugin", "threads");
+        let name = format!("{group} threads-plugin vs threads");
+        targets.push(time_target(name, r, "threads (static)", 1.03));
+    }
+    targets
+}
+
 /// The targets this report has rows for, as (title, targets): the
-/// process backend's when a `P-*` group ran, the Python binding's when a
-/// `py-*` group ran.
+/// core's when W1 ran, the process backend's when a `P-*` group ran, the
+/// Python binding's when a `py-*` group ran.
 fn target_sections(report: &Report) -> Vec<(&'static str, Vec<Target>)> {
     let has = |prefix: &str| report.measurements.iter().any(|m| m.group.starts_with(prefix));
     let mut sections = Vec::new();
+    if report.measurements.iter().any(|m| m.group == "W1") {
+        sections.push(("core and threads backend", core_targets(report)));
+    }
     if has("P-") {
         sections.push(("process backend", process_targets(report)));
     }

@@ -588,6 +588,39 @@ fn targets_are_checked_against_the_run() {
 }
 
 #[test]
+fn core_targets_compare_with_rayon_and_the_static_backend() {
+    let w1 = Some(Throughput::Elements(1_000_000));
+    let mut report = process_report();
+    report.measurements.extend([
+        measurement("W1", "rayon", 0.4, w1),
+        measurement("W1", "threads", 0.56, w1),
+        measurement("W1", "threads-plugin", 0.58, w1),
+        measurement("W3", "rayon", 250.0, None),
+        measurement("W3", "threads", 260.0, None),
+        measurement("W3", "threads-plugin", 270.0, None),
+        measurement("roundtrip", "threads", 0.004, None),
+    ]);
+    report.memory.extend([probe("threads", 100_000, 4000), probe("threads", 10_000_000, 4500)]);
+    let targets = core_targets(&report);
+    let by_name = |name: &str| targets.iter().find(|t| t.name == name).unwrap();
+    let t = by_name("W1 threads vs rayon");
+    assert_eq!((t.measured.as_str(), t.met), ("1.400x the time of rayon", Some(true)));
+    assert_eq!(by_name("W3 threads vs rayon").met, Some(true));
+    assert_eq!(by_name("W3 threads-plugin vs rayon").met, Some(false), "1.08x");
+    assert_eq!(by_name("roundtrip of one empty task, threads").met, Some(true));
+    assert_eq!(by_name("W6 memory of threads").met, Some(true));
+    assert_eq!(by_name("W1 threads-plugin vs threads").met, Some(false), "3.6% slower");
+    assert_eq!(by_name("W3 threads-plugin vs threads").met, Some(false), "3.8% slower");
+    assert!(markdown(&report).contains("## Targets: core and threads backend"));
+    // Without the rows, no verdict.
+    report.measurements.retain(|m| m.group != "W3");
+    assert_eq!(
+        core_targets(&report).iter().find(|t| t.name == "W3 threads vs rayon").unwrap().met,
+        None
+    );
+}
+
+#[test]
 fn text_and_markdown_show_peers_chaos_and_targets() {
     let report = process_report();
     let text = text(&report);
