@@ -999,7 +999,7 @@ pub fn core_targets(report: &Report) -> Vec<Target> {
     let roundtrip = find_measurement(report, "roundtrip", "threads").map(|m| m.median_ns);
     targets.push(Target {
         name: "roundtrip of one empty task, threads".to_owned(),
-        measured: roundtrip.map_or_else(|| "-".to_owned(), |ns| human_time(ns)),
+        measured: roundtrip.map_or_else(|| "-".to_owned(), human_time),
         goal: "< 10 µs median".to_owned(),
         met: roundtrip.map(|ns| ns < 10_000.0),
     });
