@@ -17,11 +17,13 @@
 //!    (multiprocessing.Pool, concurrent.futures, loky, mpire, and shoal's
 //!    Python package when `import shoal` works in the venv), whose
 //!    multiprocessing rows also join the `P-*` groups;
-//! 4. builds the binaries `w6-memory` and `chaos` once and runs them
+//! 4. builds the binaries `w6-memory`, `chaos` and `ab` once and runs them
 //!    directly (so a run that overstays its time limit can be killed, with
 //!    its workers): the W6 memory probe for every backend it lists
-//!    (`process` too), then the chaos run (many tasks while a worker
-//!    process is SIGKILLed every 100 results).
+//!    (`process` too), the chaos run (many tasks while a worker process is
+//!    SIGKILLed every 100 results), then W1 and W3 in alternating rounds
+//!    (`ab`: threads against rayon, the threads plugin against the static
+//!    backend), whose ratios the core's targets are checked against.
 //!
 //! What cannot run (no Python, no venv module, a failed probe) becomes a
 //! note in the report and the run goes on; the exit code is non-zero only
@@ -66,7 +68,7 @@ const MEMORY_ITEMS: &[u64] = &[100_000, 1_000_000, 10_000_000];
 /// always probed in any case.
 const DEFAULT_MEMORY_BACKENDS: &[&str] = &["serial", "threads", "process"];
 
-/// Builds the binaries of `shoal-benches` (`w6-memory`, `chaos`).
+/// Builds the binaries of `shoal-benches` (`w6-memory`, `chaos`, `ab`).
 const BUILD_BINS: &[&str] =
     &["build", "-p", "shoal-benches", "--release", "--features", "plugin", "--bins"];
 
@@ -82,6 +84,14 @@ const CHAOS_TASKS: u64 = 100_000;
 
 /// A worker is killed after every this many results in the chaos run.
 const CHAOS_EVERY: u64 = 100;
+
+/// Rounds of each interleaved comparison (`ab`): (full, `--quick`). A W3
+/// round takes ~1.5 s on 2 cores.
+const INTERLEAVED_ROUNDS: (u32, u32) = (15, 7);
+
+/// How long each `ab` run may take: (full, `--quick`).
+const INTERLEAVED_LIMIT: (Duration, Duration) =
+    (Duration::from_secs(300), Duration::from_secs(150));
 
 /// The peers' script, relative to the workspace root.
 const PEERS_SCRIPT: &str = "benches/py/peers.py";
@@ -210,6 +220,33 @@ fn probe_memory(root: &Path, quick: bool, report: &mut Report) -> Vec<String> {
                     report.notes.push(format!("W6 memory probe: {why}"));
                     failed.push(why);
                 }
+            }
+        }
+    }
+    failed
+}
+
+/// W1 and W3 in alternating rounds (`ab`): threads against rayon, and the
+/// threads plugin against the static backend; a failure becomes a note
+/// and is returned.
+fn interleaved(root: &Path, quick: bool, report: &mut Report) -> Vec<String> {
+    let rounds = if quick { INTERLEAVED_ROUNDS.1 } else { INTERLEAVED_ROUNDS.0 }.to_string();
+    let limit = if quick { INTERLEAVED_LIMIT.1 } else { INTERLEAVED_LIMIT.0 };
+    let mut failed = Vec::new();
+    for extra in [None, Some("--plugin")] {
+        let mut args = vec!["w1", "w3", "--json", "--rounds", rounds.as_str()];
+        args.extend(extra);
+        let result = read_within(&bench_bin(root, "ab"), &args, limit).and_then(|stdout| {
+            let found = report::interleaved::parse(&stdout);
+            if found.is_empty() { Err("no comparison in its output".to_owned()) } else { Ok(found) }
+        });
+        match result {
+            Ok(found) => report.interleaved.extend(found),
+            Err(why) => {
+                let why = format!("ab {}: {why}", args.join(" "));
+                eprintln!("note: {why}");
+                report.notes.push(format!("interleaved comparison failed: {why}"));
+                failed.push(why);
             }
         }
     }
@@ -395,6 +432,7 @@ pub fn run(root: &Path, quick: bool) -> Result<(), String> {
         measurements: loaded.measurements,
         memory: Vec::new(),
         chaos: None,
+        interleaved: Vec::new(),
         notes,
     };
     report.notes.extend(
@@ -411,6 +449,7 @@ pub fn run(root: &Path, quick: bool) -> Result<(), String> {
         Ok(()) => {
             failed.extend(probe_memory(root, quick, &mut report));
             failed.extend(chaos(root, quick, &mut report));
+            failed.extend(interleaved(root, quick, &mut report));
         }
         Err(e) => {
             report.notes.push(format!("no W6 memory probe and no chaos run: {e}"));

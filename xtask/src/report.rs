@@ -25,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub mod interleaved;
 pub mod python;
 #[cfg(test)]
 mod tests;
@@ -190,6 +191,8 @@ pub struct Report {
     pub memory: Vec<MemoryProbe>,
     /// The chaos run, if it ran.
     pub chaos: Option<ChaosRun>,
+    /// Comparisons timed in alternating rounds (`ab`), if they ran.
+    pub interleaved: Vec<interleaved::Interleaved>,
     /// What went wrong without stopping the run (failed probes, skipped files).
     pub notes: Vec<String>,
 }
@@ -976,18 +979,25 @@ pub fn process_targets(report: &Report) -> Vec<Target> {
 /// and plugin), a submit-to-result round trip under 10 µs, W6 memory of
 /// `threads` flat, and the plugin within 3% of the static backend on W1
 /// and W3.
+///
+/// Where `ab` compared the two sides in alternating rounds
+/// ([`interleaved`]), that ratio is the one checked; otherwise the ratio of
+/// the two criterion medians.
 pub fn core_targets(report: &Report) -> Vec<Target> {
     let ratio = |group: &str, subject: &str, reference: &str| {
-        relative(
-            find_measurement(report, group, subject)?,
-            find_measurement(report, group, reference)?,
-        )
+        if let Some(i) = interleaved::find(report, group, subject, reference) {
+            return Some((i.ratio, format!(" (median of {} interleaved rounds)", i.rounds)));
+        }
+        let m = |name| find_measurement(report, group, name);
+        Some((relative(m(subject)?, m(reference)?)?, String::new()))
     };
-    let time_target = |name: String, r: Option<f64>, of: &str, at_most: f64| Target {
+    let time_target = |name: String, r: Option<(f64, String)>, of: &str, at_most: f64| Target {
         name,
-        measured: r.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}x the time of {of}")),
+        measured: r
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |(r, how)| format!("{r:.3}x the time of {of}{how}")),
         goal: format!("<= {at_most:.2}x the time of {of}"),
-        met: r.map(|r| r <= at_most),
+        met: r.map(|(r, _)| r <= at_most),
     };
     let mut targets = Vec::new();
     for backend in ["threads", "threads-plugin"] {
@@ -1086,6 +1096,10 @@ pub fn text(report: &Report) -> String {
         out.push_str("\nchaos (process backend, a random worker SIGKILLed every few results)\n");
         chaos_table(run).text(&mut out);
     }
+    if !report.interleaved.is_empty() {
+        out.push_str("\ninterleaved (alternating rounds; ratio = subject time / reference time)\n");
+        interleaved::table(&report.interleaved).text(&mut out);
+    }
     for (title, targets) in target_sections(report) {
         let _ = writeln!(out, "\ntargets ({title})");
         targets_table(targets).text(&mut out);
@@ -1146,6 +1160,15 @@ pub fn markdown(report: &Report) -> String {
              every few results; a lost task is one that was on a killed worker.\n\n",
         );
         chaos_table(run).markdown(&mut out);
+    }
+    if !report.interleaved.is_empty() {
+        out.push_str(
+            "\n## Interleaved\n\nThe reference and the subject timed in alternating rounds \
+             (a few runs of one, then of the other; `ab`); the ratio is the median over the \
+             rounds of subject time / reference time, which the rest of the machine disturbs \
+             far less than two medians measured apart.\n\n",
+        );
+        interleaved::table(&report.interleaved).markdown(&mut out);
     }
     for (title, targets) in target_sections(report) {
         let _ = writeln!(out, "\n## Targets: {title}\n");
@@ -1417,6 +1440,7 @@ pub fn json(report: &Report) -> String {
         "memory": memory,
         "memory_growth": growth,
         "chaos": chaos,
+        "interleaved": interleaved::json(&report.interleaved),
         "targets": targets,
         "notes": report.notes,
     });

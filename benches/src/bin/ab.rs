@@ -4,11 +4,14 @@
 //! programs hits both sides of a round alike). Not a replacement for the
 //! criterion suites; a quick check while changing the pool.
 //!
-//! `ab [w1|w3|pw1|pw5|rt]... [--rounds N] [--plugin]`
+//! `ab [w1|w3|pw1|pw5|rt]... [--rounds N] [--plugin] [--json]`
 //!
 //! With `--plugin` (built with the `plugin` feature), W1 and W3 compare
 //! the threads backend loaded as a plugin with the statically linked one
-//! instead of shoal with rayon.
+//! instead of shoal with rayon. With `--json`, each W1 and W3 comparison
+//! is also printed as one JSON line for `cargo xtask bench`:
+//! `{"interleaved": group, "subject", "reference", "ratio", "q1", "q3",
+//! "rounds"}` (ratios are subject time / reference time).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -34,21 +37,41 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn report(name: &str, a: &[Duration], b: &[Duration], peer: &str) {
+/// The two sides of a comparison: the reference (`peer`) and the subject.
+struct Sides<'a> {
+    peer: &'a str,
+    subject: &'a str,
+    json: bool,
+}
+
+fn report(name: &str, a: &[Duration], b: &[Duration], sides: &Sides<'_>) {
     let ratios: Vec<f64> =
         a.iter().zip(b).map(|(a, b)| b.as_secs_f64() / a.as_secs_f64()).collect();
     let ma = median(a.iter().map(Duration::as_secs_f64).collect());
     let mb = median(b.iter().map(Duration::as_secs_f64).collect());
     let mut sorted = ratios.clone();
     sorted.sort_by(f64::total_cmp);
+    let (ratio, q1, q3) =
+        (median(ratios), sorted[sorted.len() / 4], sorted[3 * sorted.len() / 4]);
     println!(
-        "{name}: {peer} {:.1} us, shoal {:.1} us, ratio median {:.3} (q1 {:.3}, q3 {:.3})",
+        "{name}: {} {:.1} us, {} {:.1} us, ratio median {ratio:.3} (q1 {q1:.3}, q3 {q3:.3})",
+        sides.peer,
         ma * 1e6,
+        sides.subject,
         mb * 1e6,
-        median(ratios),
-        sorted[sorted.len() / 4],
-        sorted[3 * sorted.len() / 4],
     );
+    if sides.json {
+        let line = serde_json::json!({
+            "interleaved": name,
+            "subject": sides.subject,
+            "reference": sides.peer,
+            "ratio": ratio,
+            "q1": q1,
+            "q3": q3,
+            "rounds": a.len(),
+        });
+        println!("{line}");
+    }
 }
 
 fn main() {
@@ -61,12 +84,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
     let want = |w: &str| args.iter().any(|a| a == w);
-    // The peer and the subject of W1 and W3, and the peer's name.
-    let (peer, subject, peer_name) = if want("--plugin") {
-        (Implementation::Threads, Implementation::ThreadsPlugin, "static")
+    // The peer and the subject of W1 and W3.
+    let (peer, subject) = if want("--plugin") {
+        (Implementation::Threads, Implementation::ThreadsPlugin)
     } else {
-        (Implementation::Rayon, Implementation::Threads, "rayon")
+        (Implementation::Rayon, Implementation::Threads)
     };
+    let sides = Sides { peer: peer.name(), subject: subject.name(), json: want("--json") };
     if want("w1") {
         let input = workloads::w1_input(W1_ITEMS);
         let rayon = Runner::new(peer, 2).expect("the peer");
@@ -76,7 +100,7 @@ fn main() {
             a.push(time(|| drop(black_box(workloads::w1(&rayon, &input))), 30));
             b.push(time(|| drop(black_box(workloads::w1(&shoal, &input))), 30));
         }
-        report("W1", &a, &b, peer_name);
+        report("W1", &a, &b, &sides);
     }
     if want("w3") {
         let rayon = Runner::new(peer, 2).expect("the peer");
@@ -96,7 +120,7 @@ fn main() {
                 3,
             ));
         }
-        report("W3", &a, &b, peer_name);
+        report("W3", &a, &b, &sides);
     }
     if want("rt") {
         let shoal = Runner::new(Implementation::Threads, 2).expect("threads");

@@ -125,6 +125,7 @@ fn fake_report(root: &Path) -> Report {
             probe("serial", 10_000_000, 900_000),
         ],
         chaos: None,
+        interleaved: Vec::new(),
         notes: loaded.skipped,
     }
 }
@@ -300,6 +301,7 @@ fn svg_has_a_panel_per_group_and_a_bar_per_row() {
         measurements: vec![],
         memory: vec![],
         chaos: None,
+        interleaved: Vec::new(),
         notes: vec![],
     };
     assert!(super::svg(&empty).contains("no benchmark results"));
@@ -467,6 +469,7 @@ fn process_report() -> Report {
             wrong: 0,
             seconds: 8.0,
         }),
+        interleaved: Vec::new(),
         notes: peers.notes,
     }
 }
@@ -612,6 +615,19 @@ fn core_targets_compare_with_rayon_and_the_static_backend() {
     assert_eq!(by_name("W1 threads-plugin vs threads").met, Some(false), "3.6% slower");
     assert_eq!(by_name("W3 threads-plugin vs threads").met, Some(false), "3.8% slower");
     assert!(markdown(&report).contains("## Targets: core and threads backend"));
+    // An interleaved comparison, when it ran, is the one checked.
+    report.interleaved = interleaved::parse(
+        "W3: rayon 250 us, threads 255 us, ratio median 1.020\n\
+         {\"interleaved\":\"W3\",\"subject\":\"threads-plugin\",\"reference\":\"threads\",\
+         \"ratio\":1.01,\"q1\":0.99,\"q3\":1.02,\"rounds\":7}\n",
+    );
+    assert_eq!(report.interleaved.len(), 1);
+    let t = core_targets(&report);
+    let plugin = t.iter().find(|t| t.name == "W3 threads-plugin vs threads").unwrap();
+    assert_eq!(plugin.met, Some(true), "{plugin:?}");
+    assert!(plugin.measured.contains("median of 7 interleaved rounds"), "{plugin:?}");
+    assert!(markdown(&report).contains("## Interleaved"));
+    assert!(json(&report).contains("\"interleaved\""));
     // Without the rows, no verdict.
     report.measurements.retain(|m| m.group != "W3");
     assert_eq!(
