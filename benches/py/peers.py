@@ -45,6 +45,8 @@ Workloads (the same work as the process suite's `P-*` groups):
                default chunksize is 1 or 4 on fewer items, ratios per item;
                shoal on 10^6) and at the best chunksize of [100, 1000, 10000]
                (picked on 10^5 items, timed on 10^6);
+               `multiprocessing-unordered` is imap_unordered as a user calls
+               it (chunksize 1, on the fewer items of the default rows),
                `multiprocessing-unordered-best` is imap_unordered at its best
                chunksize on 10^6 items, `shoal-py-*-unordered` shoal's
                imap_unordered with default settings. concurrent.futures and
@@ -610,6 +612,12 @@ def w6(p, results, cfg):
                       warmup=0, budget=cfg.budget)
         per_item = "" if n == W6_ITEMS else f", {n} items: ratios are per item"
         results.add("py-W6", p.name, times, {"Elements": n}, p.imap_default() + per_item)
+        if isinstance(p, Multiprocessing):
+            results.attempt("py-W6/multiprocessing-unordered", lambda: results.add(
+                "py-W6", "multiprocessing-unordered",
+                timed(lambda: total(p.imap_unordered(pool, inc, generator(n)), n),
+                      cfg.slow_reps, warmup=0, budget=cfg.budget),
+                {"Elements": n}, "imap_unordered chunksize 1 (default)" + per_item))
         if isinstance(p, Shoal):
             results.attempt(f"py-W6/{p.name}-unordered", lambda: results.add(
                 "py-W6", f"{p.name}-unordered",

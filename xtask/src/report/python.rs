@@ -99,8 +99,11 @@ fn target(name: String, measured: Option<String>, goal: String, met: Option<bool
 ///   `multiprocessing`'s;
 /// - py-W4 time <= `multiprocessing` (fork);
 /// - py-W5 MB/s >= 3x `multiprocessing`'s;
-/// - py-W6 imap time <= 0.5x `multiprocessing`'s imap_unordered (at its best
-///   chunksize, `multiprocessing-unordered-best`), and W6 memory flat.
+/// - py-W6 imap time <= 0.5x `multiprocessing`'s imap_unordered, checked
+///   twice: as a user calls it (`multiprocessing-unordered`, its default
+///   chunksize of 1: the words) and at its best chunksize
+///   (`multiprocessing-unordered-best`, a stricter reading); and W6
+///   memory flat.
 pub fn targets(report: &Report) -> Vec<Target> {
     SHOAL.iter().flat_map(|shoal| backend_targets(report, shoal)).collect()
 }
@@ -163,13 +166,18 @@ fn backend_targets(report: &Report, shoal: &str) -> Vec<Target> {
     ));
     targets.extend(w5);
 
-    let w6 = vs("py-W6", "multiprocessing-unordered-best");
-    targets.push(target(
-        format!("py-W6 {shoal} imap vs multiprocessing imap_unordered"),
-        w6.map(|r| format!("{r:.2}x the time")),
-        "<= 0.50x the time of imap_unordered at its best chunksize".to_owned(),
-        w6.map(|r| r <= 0.5),
-    ));
+    for (reference, how) in [
+        ("multiprocessing-unordered", "as called (default chunksize 1), per item"),
+        ("multiprocessing-unordered-best", "at its best chunksize"),
+    ] {
+        let w6 = vs("py-W6", reference);
+        targets.push(target(
+            format!("py-W6 {shoal} imap vs multiprocessing imap_unordered {how}"),
+            w6.map(|r| format!("{r:.3}x the time")),
+            format!("<= 0.50x the time of imap_unordered {how}"),
+            w6.map(|r| r <= 0.5),
+        ));
+    }
     targets.push(flat_memory_target(report, shoal));
     targets
 }
