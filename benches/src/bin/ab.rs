@@ -51,8 +51,7 @@ fn report(name: &str, a: &[Duration], b: &[Duration], sides: &Sides<'_>) {
     let mb = median(b.iter().map(Duration::as_secs_f64).collect());
     let mut sorted = ratios.clone();
     sorted.sort_by(f64::total_cmp);
-    let (ratio, q1, q3) =
-        (median(ratios), sorted[sorted.len() / 4], sorted[3 * sorted.len() / 4]);
+    let (ratio, q1, q3) = (median(ratios), sorted[sorted.len() / 4], sorted[3 * sorted.len() / 4]);
     println!(
         "{name}: {} {:.1} us, {} {:.1} us, ratio median {ratio:.3} (q1 {q1:.3}, q3 {q3:.3})",
         sides.peer,
