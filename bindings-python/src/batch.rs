@@ -317,12 +317,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) fn start(iter: BatchIter, error: InputError, values: bool) -> PyResult<Self> {
-        Self::start_with(iter, error, values, None)
-    }
-
-    /// [`Batch::start`] on a queue made beforehand (for message senders).
-    pub(crate) fn start_with(
+    /// Starts the batch of `iter`, on `queue` if one was made beforehand
+    /// (for message senders).
+    pub(crate) fn start(
         iter: BatchIter,
         error: InputError,
         values: bool,

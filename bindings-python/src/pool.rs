@@ -75,6 +75,23 @@ impl Core {
     }
 }
 
+/// With `messages`, a batch whose tasks' messages join its results: the
+/// queue they go to exists before the batch, to be handed to it
+/// (`Batch::start`), and chunks hold one item each, so a message
+/// belongs to exactly one item (the core names a message by its chunk's
+/// first item).
+fn with_messages(b: BatchBuilder<'_>, messages: bool) -> (BatchBuilder<'_>, Option<Arc<Queue>>) {
+    if !messages {
+        return (b, None);
+    }
+    let queue = Queue::new();
+    let q = queue.clone();
+    let b = b.chunksize(1).on_message(move |index, m| {
+        q.push(Event::Message(index, Box::new(m)));
+    });
+    (b, Some(queue))
+}
+
 impl Drop for Core {
     /// Dropping a pool closes it and waits for its workers, which may need
     /// the interpreter lock (a task still running, `worker_exit`): wait
@@ -214,8 +231,11 @@ impl Core {
     /// `Failure` value with `ok` true. With `values`, the iterator yields
     /// the values themselves and raises the failures (`imap`). Batches
     /// with the same `key` (the function's name) start their automatic
-    /// chunking from what the last one measured (`chunking_key`).
-    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false, key=None))]
+    /// chunking from what the last one measured (`chunking_key`). With
+    /// `messages` (not with `values`), the items' messages come too, as
+    /// `(index, None, (kind, payload))` before the item's result; chunks
+    /// then hold one item each, so a message belongs to exactly one item.
+    #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false, key=None, messages=false))]
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -231,16 +251,23 @@ impl Core {
         progress_bar: bool,
         values: bool,
         key: Option<String>,
+        messages: bool,
     ) -> PyResult<Batch> {
+        if messages && (values || chunksize.is_some_and(|n| n != 1)) {
+            return Err(PyValueError::new_err(
+                "messages: needs chunks of one item and (index, ok, value) results",
+            ));
+        }
         let function = self.check_parts(function, mode)?;
         let store = Store::new(items)?;
         let run = LocalMap::new(py, store.clone(), func, mode)?;
         let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
+        let (b, queue) = with_messages(b, messages);
         let (items, error) = (store.indices(), store.error());
         let iter = BatchIter::Chunks(b.chunks_with(run, codec, items, ordered), store);
-        Batch::start(iter, error, values)
+        Batch::start(iter, error, values, queue)
     }
 
     /// A whole ordered batch at once (`map`): every value in input order and
@@ -305,19 +332,11 @@ impl Core {
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let mut b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false, None);
-        // With `messages`, the tasks' messages join the results (the
-        // queue exists before the batch, so it can be handed in).
-        let queue = messages.then(Queue::new);
-        if let Some(q) = &queue {
-            let q = q.clone();
-            b = b.chunksize(1).on_message(move |index, m| {
-                q.push(Event::Message(index, Box::new(m)));
-            });
-        }
+        let b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false, None);
+        let (b, queue) = with_messages(b, messages);
         let (feeder, results) = b.open_with(run, codec);
         let stream = Stream::new(feeder);
-        let batch = Batch::start_with(BatchIter::Open(results), Default::default(), false, queue)?;
+        let batch = Batch::start(BatchIter::Open(results), Default::default(), false, queue)?;
         Ok((stream, batch))
     }
 

@@ -127,3 +127,9 @@ def parent_pid(_=None):
 
 def env_value(name):
     return os.environ.get(name)
+
+
+def gated_chatty(gate, x):
+    """chatty, once `gate` (a threading.Event: threads backend only) is set."""
+    gate.wait(30)
+    return chatty(x)

@@ -2,21 +2,71 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._codec import STAR
-from ._pool import Pool, _unwrap
+from ._pool import MAX_MESSAGES, Pool, _unwrap
+
+
+class Future(concurrent.futures.Future):
+    """What :meth:`Executor.submit` returns: a ``concurrent.futures.Future``
+    that also has the task's messages (``shoal.progress(fraction)`` and
+    ``shoal.log(text)`` in the task), as ``AsyncResult`` has them. ``Executor.submit`` passes its keyword
+    arguments on to the function, so messages are not a ``submit`` option:
+    ``messages()`` lists them, ``progress`` is the last fraction, and
+    ``add_message_callback(fn)`` calls ``fn(kind, payload)`` for each one
+    that arrives after it was added, on a pool thread (an exception it
+    raises is printed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shoal_messages: "collections.deque[Tuple[str, Any]]" = collections.deque(maxlen=MAX_MESSAGES)
+        self._shoal_progress: Optional[float] = None
+        self._message_callbacks: List[Callable[[str, Any], object]] = []
+
+    @property
+    def progress(self) -> Optional[float]:
+        """The last fraction the task reported with ``shoal.progress``, if any."""
+        return self._shoal_progress
+
+    def messages(self) -> List[Tuple[str, Any]]:
+        """The task's messages so far: ``("progress", fraction)``,
+        ``("log", text)``, ``("data", bytes)``."""
+        return list(self._shoal_messages)
+
+    def add_message_callback(self, fn: Callable[[str, Any], object]) -> None:
+        """Calls ``fn(kind, payload)`` for each message from now on."""
+        if not callable(fn):
+            raise TypeError(f"add_message_callback: fn must be callable (got {type(fn).__name__})")
+        self._message_callbacks.append(fn)
+
+    def _message(self, kind: str, payload: Any) -> None:
+        if kind == "progress":
+            self._shoal_progress = payload
+        self._shoal_messages.append((kind, payload))
+        for fn in list(self._message_callbacks):
+            try:
+                fn(kind, payload)
+            except Exception:  # noqa: BLE001 - the callback's own error
+                import traceback
+
+                traceback.print_exc()
 
 
 class _FutureTarget:
-    """Delivers a call's outcome to a Future (unless it was cancelled)."""
+    """Delivers a call's outcome and messages to a Future (unless it was
+    cancelled)."""
 
     __slots__ = ("future",)
 
-    def __init__(self, future: "concurrent.futures.Future[Any]") -> None:
+    def __init__(self, future: Future) -> None:
         self.future = future
+
+    def _message(self, kind: str, payload: Any) -> None:
+        self.future._message(kind, payload)
 
     def _set(self, ok: bool, value: Any) -> None:
         if self.future.cancelled():
@@ -60,10 +110,12 @@ class Executor(concurrent.futures.Executor):
         self._futures: "set[concurrent.futures.Future[Any]]" = set()
         self._shutdown = False
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """``fn(*args, **kwargs)`` on a worker: a :class:`Future` (with the
+        task's messages)."""
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        future = Future()
         self._pool._send(fn, args, kwargs, _FutureTarget(future))
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)

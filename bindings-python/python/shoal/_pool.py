@@ -122,6 +122,38 @@ def _check_bool(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False (got {value!r})")
 
 
+#: ``on_message(index, kind, payload)``: a batch item's message.
+OnMessage = Callable[[int, str, Any], object]
+
+
+def _check_on_message(on_message: Optional[OnMessage], chunksize: Optional[int]) -> None:
+    """A batch's ``on_message`` must be callable, and its chunks hold one
+    item each (the pool names a message by its chunk)."""
+    if on_message is None:
+        return
+    if not callable(on_message):
+        raise TypeError(f"on_message must be callable (got {type(on_message).__name__})")
+    if chunksize not in (None, 1):
+        raise ValueError(
+            "on_message: messages need chunks of one item, so that each belongs to one item; "
+            f"chunksize must be None or 1 (got {chunksize!r})"
+        )
+
+
+def _deliver(on_message: Optional[OnMessage], index: int, message: Tuple[str, Any]) -> None:
+    """``on_message(index, kind, payload)``; an exception it raises is
+    printed and delivery goes on, as for ``apply_async``'s messages (a
+    message callback never changes a batch's outcome)."""
+    if on_message is None:
+        return
+    try:
+        on_message(index, *message)
+    except Exception:  # noqa: BLE001 - the callback's own error
+        import traceback
+
+        traceback.print_exc()
+
+
 def _tqdm(total: Optional[int]) -> Any:
     """A tqdm bar when tqdm is installed, else None (the core draws its own)."""
     try:
@@ -225,34 +257,34 @@ MapResult = AsyncResult
 
 
 class IMapIterator:
-    """``imap``/``imap_unordered`` with a tqdm bar: values, or the item's exception."""
+    """``imap``/``imap_unordered`` with a tqdm bar or ``on_message``: values,
+    or the item's exception; the items' messages go to ``on_message`` as
+    the iteration meets them (on the iterating thread)."""
 
-    def __init__(self, batch: Any, bar: Any = None) -> None:
+    def __init__(self, batch: Any, bar: Any = None, on_message: Optional[OnMessage] = None) -> None:
         self._batch = batch
         self._bar = bar
+        self._on_message = on_message
 
     def __iter__(self) -> "IMapIterator":
         return self
 
     def __next__(self) -> Any:
-        try:
-            _index, ok, value = next(self._batch)
-        except StopIteration:
-            if self._bar is not None:
-                self._bar.close()
-            raise
-        if self._bar is not None:
-            self._bar.update(1)
-        return _unwrap(ok, value)
+        return self.next()
 
     def next(self, timeout: Optional[float] = None) -> Any:
-        """Like ``next(it)``, waiting at most ``timeout`` seconds."""
-        try:
-            _index, ok, value = self._batch.next(timeout)
-        except StopIteration:
-            if self._bar is not None:
-                self._bar.close()
-            raise
+        """Like ``next(it)``, waiting at most ``timeout`` seconds (for each
+        message or result)."""
+        while True:
+            try:
+                index, ok, value = self._batch.next(timeout)
+            except StopIteration:
+                if self._bar is not None:
+                    self._bar.close()
+                raise
+            if ok is not None:
+                break
+            _deliver(self._on_message, index, value)
         if self._bar is not None:
             self._bar.update(1)
         return _unwrap(ok, value)
@@ -390,8 +422,10 @@ class Pool:
         ordered: bool = True,
         progress_bar: bool = False,
         values: bool = False,
+        messages: bool = False,
     ) -> Any:
-        """A batch of the core, to iterate (``imap``, ``Executor.map``, a bar)."""
+        """A batch of the core, to iterate (``imap``, ``Executor.map``, a bar);
+        with ``messages``, the items' messages come in it too."""
         _check_bool("progress_bar", progress_bar)
         key = _chunking_key(func)
         func, function = self._function(func, chunksize, check=True)
@@ -405,6 +439,7 @@ class Pool:
             progress_bar=progress_bar,
             values=values,
             key=key,
+            messages=messages,
         )
 
     def _map(
@@ -437,34 +472,49 @@ class Pool:
         chunksize: Optional[int],
         progress_bar: bool,
         check: bool = True,
+        on_message: Optional[OnMessage] = None,
     ) -> List[Any]:
         """A whole ordered batch: every value, or the first item's exception."""
         _check_bool("progress_bar", progress_bar)
+        _check_on_message(on_message, chunksize)
         bar = _tqdm(_length(iterable)) if progress_bar else None
-        if bar is None:
+        if bar is None and on_message is None:
             values, bad = self._map(func, iterable, mode, chunksize, progress_bar, check)
         else:
-            batch = self._batch(func, iterable, mode, chunksize)
+            batch = self._batch(func, iterable, mode, chunksize, messages=on_message is not None)
             values, bad = [], None
-            with bar:
-                for index, ok, value in batch:
-                    if bad is None and (not ok or isinstance(value, Failure)):
-                        bad = index
-                    values.append(value)
+            for index, ok, value in batch:
+                if ok is None:
+                    _deliver(on_message, index, value)
+                    continue
+                if bad is None and (not ok or isinstance(value, Failure)):
+                    bad = index
+                values.append(value)
+                if bar is not None:
                     bar.update(1)
+            if bar is not None:
+                bar.close()
         if bad is not None:
             _raise_for(values[bad])
         return values
 
     def _iterate(
-        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int], ordered: bool, progress_bar: bool
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int],
+        ordered: bool,
+        progress_bar: bool,
+        on_message: Optional[OnMessage] = None,
     ) -> Any:
         _check_bool("progress_bar", progress_bar)
+        _check_on_message(on_message, chunksize)
         bar = _tqdm(_length(iterable)) if progress_bar else None
-        if bar is None:
+        if bar is None and on_message is None:
             # The core's iterator itself: values, failures raised, `next(timeout)`.
             return self._batch(func, iterable, CALL, chunksize, ordered, progress_bar=progress_bar, values=True)
-        return IMapIterator(self._batch(func, iterable, CALL, chunksize, ordered), bar)
+        batch = self._batch(func, iterable, CALL, chunksize, ordered, messages=on_message is not None)
+        return IMapIterator(batch, bar, on_message)
 
     def map(
         self,
@@ -473,10 +523,14 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
+        on_message: Optional[OnMessage] = None,
     ) -> List[Any]:
         """``[func(x) for x in iterable]`` on the workers; raises the first item's exception.
-        ``progress_bar=True`` draws a bar (tqdm when installed, else shoal's own)."""
-        return self._run(func, iterable, CALL, chunksize, progress_bar)
+        ``progress_bar=True`` draws a bar (tqdm when installed, else shoal's own).
+        ``on_message(index, kind, payload)`` receives the items' messages
+        (``shoal.progress``/``log`` in a task), on the calling
+        thread; chunks then hold one item each."""
+        return self._run(func, iterable, CALL, chunksize, progress_bar, on_message=on_message)
 
     def starmap(
         self,
@@ -485,9 +539,10 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
+        on_message: Optional[OnMessage] = None,
     ) -> List[Any]:
-        """``[func(*args) for args in iterable]`` on the workers."""
-        return self._run(func, iterable, STAR, chunksize, progress_bar)
+        """``[func(*args) for args in iterable]`` on the workers; ``on_message`` as for :meth:`map`."""
+        return self._run(func, iterable, STAR, chunksize, progress_bar, on_message=on_message)
 
     def imap(
         self,
@@ -496,10 +551,13 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
+        on_message: Optional[OnMessage] = None,
     ) -> Iterator[Any]:
         """Lazy ``map``: results in order as they come; the input is pulled as
-        needed. The iterator has ``next(timeout)`` as multiprocessing's."""
-        return self._iterate(func, iterable, chunksize, True, progress_bar)
+        needed. The iterator has ``next(timeout)`` as multiprocessing's.
+        ``on_message(index, kind, payload)`` receives the items' messages as
+        the iteration meets them (chunks then hold one item each)."""
+        return self._iterate(func, iterable, chunksize, True, progress_bar, on_message)
 
     def imap_unordered(
         self,
@@ -508,9 +566,10 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
+        on_message: Optional[OnMessage] = None,
     ) -> Iterator[Any]:
         """Like ``imap``, results in completion order."""
-        return self._iterate(func, iterable, chunksize, False, progress_bar)
+        return self._iterate(func, iterable, chunksize, False, progress_bar, on_message)
 
     def map_unordered(
         self,
@@ -519,9 +578,10 @@ class Pool:
         chunksize: Optional[int] = None,
         *,
         progress_bar: bool = False,
+        on_message: Optional[OnMessage] = None,
     ) -> List[Any]:
         """Every result, in completion order (mpire's ``map_unordered``)."""
-        return list(self.imap_unordered(func, iterable, chunksize, progress_bar=progress_bar))
+        return list(self.imap_unordered(func, iterable, chunksize, progress_bar=progress_bar, on_message=on_message))
 
     def _async(
         self,
@@ -556,16 +616,21 @@ class Pool:
         *,
         on_result: Optional[Callable[[Any, Any], object]] = None,
         on_progress: Optional[Callable[[float], object]] = None,
+        on_message: Optional[OnMessage] = None,
     ) -> AsyncResult:
         """``map`` without waiting: an AsyncResult whose value is the list.
 
         For GUIs, which must not block: ``on_result(argument, result)`` is
         called for each item as it ends (``result`` is the exception for a
-        failed item) and ``on_progress(fraction)`` with the fraction done in
-        [0, 1]; both on a background thread, like ``callback`` (called once
-        all ended).
+        failed item), ``on_progress(fraction)`` with the fraction done in
+        [0, 1] and ``on_message(index, kind, payload)`` for each message an
+        item's task sends (``shoal.progress``/``log``; chunks then
+        hold one item each); all on a background thread, like ``callback``
+        (called once all ended).
         """
-        return self._map_async(func, iterable, CALL, chunksize, callback, error_callback, on_result, on_progress)
+        return self._map_async(
+            func, iterable, CALL, chunksize, callback, error_callback, on_result, on_progress, on_message
+        )
 
     def _map_async(
         self,
@@ -577,20 +642,27 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], object]],
         on_result: Optional[Callable[[Any, Any], object]],
         on_progress: Optional[Callable[[float], object]],
+        on_message: Optional[OnMessage] = None,
     ) -> AsyncResult:
-        if on_result is None and on_progress is None:
+        _check_on_message(on_message, chunksize)
+        if on_result is None and on_progress is None and on_message is None:
             self._check_call(func, chunksize, check=True)  # fail now, not in the thread
             return self._async(
                 lambda: self._run(func, iterable, mode, chunksize, False, check=False), callback, error_callback
             )
         items = list(iterable)
         n = len(items)
-        unordered = self._batch(func, items, mode, chunksize, ordered=False)
+        unordered = self._batch(func, items, mode, chunksize, ordered=False, messages=on_message is not None)
 
         def run() -> List[Any]:
             values: List[Any] = [None] * n
             bad: Optional[int] = None
-            for done, (index, ok, value) in enumerate(unordered, 1):
+            done = 0
+            for index, ok, value in unordered:
+                if ok is None:
+                    _deliver(on_message, index, value)
+                    continue
+                done += 1
                 values[index] = value
                 failed = not ok or isinstance(value, Failure)
                 if failed and (bad is None or index < bad):
@@ -618,9 +690,12 @@ class Pool:
         *,
         on_result: Optional[Callable[[Any, Any], object]] = None,
         on_progress: Optional[Callable[[float], object]] = None,
+        on_message: Optional[OnMessage] = None,
     ) -> AsyncResult:
         """``starmap`` without waiting; events as for :meth:`map_async`."""
-        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback, on_result, on_progress)
+        return self._map_async(
+            func, iterable, STAR, chunksize, callback, error_callback, on_result, on_progress, on_message
+        )
 
     # ------------------------------------------------------ single calls
 

@@ -63,6 +63,7 @@ class Core:
         progress_bar: bool = False,
         values: bool = False,
         key: Optional[str] = None,
+        messages: bool = False,
     ) -> Batch: ...
     def map(
         self,
