@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import itertools
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ._codec import STAR
-from ._pool import MAX_MESSAGES, Pool, _unwrap
+from ._pool import Pool, TaskMessages, _unwrap
 
 
-class Future(concurrent.futures.Future):
+class Future(concurrent.futures.Future, TaskMessages):
     """What :meth:`Executor.submit` returns: a ``concurrent.futures.Future``
     that also has the task's messages (``shoal.progress(fraction)`` and
     ``shoal.log(text)`` in the task), as ``AsyncResult`` has them. ``Executor.submit`` passes its keyword
@@ -22,20 +21,9 @@ class Future(concurrent.futures.Future):
     raises is printed)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._shoal_messages: "collections.deque[Tuple[str, Any]]" = collections.deque(maxlen=MAX_MESSAGES)
-        self._shoal_progress: Optional[float] = None
+        concurrent.futures.Future.__init__(self)
+        TaskMessages.__init__(self)
         self._message_callbacks: List[Callable[[str, Any], object]] = []
-
-    @property
-    def progress(self) -> Optional[float]:
-        """The last fraction the task reported with ``shoal.progress``, if any."""
-        return self._shoal_progress
-
-    def messages(self) -> List[Tuple[str, Any]]:
-        """The task's messages so far: ``("progress", fraction)``,
-        ``("log", text)``, ``("data", bytes)``."""
-        return list(self._shoal_messages)
 
     def add_message_callback(self, fn: Callable[[str, Any], object]) -> None:
         """Calls ``fn(kind, payload)`` for each message from now on."""
@@ -44,9 +32,7 @@ class Future(concurrent.futures.Future):
         self._message_callbacks.append(fn)
 
     def _message(self, kind: str, payload: Any) -> None:
-        if kind == "progress":
-            self._shoal_progress = payload
-        self._shoal_messages.append((kind, payload))
+        self._record(kind, payload)
         for fn in list(self._message_callbacks):
             try:
                 fn(kind, payload)

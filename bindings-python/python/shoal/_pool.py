@@ -174,11 +174,36 @@ def _length(iterable: Any) -> Optional[int]:
 MAX_MESSAGES = 10_000
 
 
-class AsyncResult:
+class TaskMessages:
+    """The messages a task sent (``shoal.progress(fraction)``,
+    ``shoal.log(text)``), as ``AsyncResult`` and ``shoal.Future`` keep them:
+    the last :data:`MAX_MESSAGES`, and the last fraction."""
+
+    def __init__(self) -> None:
+        self._task_messages: "collections.deque[Tuple[str, Any]]" = collections.deque(maxlen=MAX_MESSAGES)
+        self._task_progress: Optional[float] = None
+
+    @property
+    def progress(self) -> Optional[float]:
+        """The last fraction the task reported with ``shoal.progress``, if any."""
+        return self._task_progress
+
+    def messages(self) -> List[Tuple[str, Any]]:
+        """The task's messages so far: ``("progress", fraction)``,
+        ``("log", text)``."""
+        return list(self._task_messages)
+
+    def _record(self, kind: str, payload: Any) -> None:
+        if kind == "progress":
+            self._task_progress = payload
+        self._task_messages.append((kind, payload))
+
+
+class AsyncResult(TaskMessages):
     """The result of ``apply_async``/``map_async``, as in multiprocessing.
 
     For ``apply_async``, the messages the task sends with
-    ``shoal.progress(fraction)``, ``shoal.log(text)`` (and ``data``) arrive
+    ``shoal.progress(fraction)`` and ``shoal.log(text)`` arrive
     before its result: ``messages()`` lists them as ``(kind, payload)``,
     ``progress`` is the last fraction, and ``on_message(kind, payload)`` is
     called for each as it arrives (on a background thread).
@@ -190,29 +215,16 @@ class AsyncResult:
         error_callback: Optional[Callable[[BaseException], object]] = None,
         on_message: Optional[Callable[[str, Any], object]] = None,
     ) -> None:
+        super().__init__()
         self._event = threading.Event()
         self._callback = callback
         self._error_callback = error_callback
         self._on_message = on_message
-        self._messages: "collections.deque[Tuple[str, Any]]" = collections.deque(maxlen=MAX_MESSAGES)
-        self._progress: Optional[float] = None
         self._value: Any = None
         self._error: Optional[BaseException] = None
 
-    @property
-    def progress(self) -> Optional[float]:
-        """The last fraction the task reported with ``shoal.progress``, if any."""
-        return self._progress
-
-    def messages(self) -> List[Tuple[str, Any]]:
-        """The task's messages so far: ``("progress", fraction)``,
-        ``("log", text)``, ``("data", bytes)``."""
-        return list(self._messages)
-
     def _message(self, kind: str, payload: Any) -> None:
-        if kind == "progress":
-            self._progress = payload
-        self._messages.append((kind, payload))
+        self._record(kind, payload)
         if self._on_message is not None:
             self._on_message(kind, payload)
 
