@@ -65,6 +65,15 @@ impl Threads {
     }
 
     /// Pins worker `i` to CPU core `i mod cores` (where the OS allows it).
+    ///
+    /// Worth it when the pool's workers take every core and nothing else
+    /// runs there. Unpinned, a pool's workers sometimes end up sharing one
+    /// core for the pool's whole life: the caller and the dispatcher spin
+    /// on the other core between chunks, so the kernel sees no idle core
+    /// to move a worker to. On 2 cores, W1 then takes ~780 µs instead of
+    /// ~520 µs; 14 of 180 fresh unpinned pools did so, 0 of 180 pinned
+    /// ones. Off by default: pinned workers cannot move away from a core
+    /// that other work keeps busy, and pools that pin all start at core 0.
     pub fn pin_cores(mut self, on: bool) -> Self {
         self.pin = on;
         self
