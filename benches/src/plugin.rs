@@ -47,6 +47,11 @@ pub fn library_path() -> Option<PathBuf> {
 /// from it, as every pool needs its own. A missing library or a failed
 /// load is [`Unavailable`] with a one-line reason.
 pub fn load() -> Result<Box<dyn Backend>, Unavailable> {
+    load_with("")
+}
+
+/// [`load`] with the threads backend's options (`pin_cores=true`, ...).
+pub fn load_with(options: &str) -> Result<Box<dyn Backend>, Unavailable> {
     static PLUGIN: OnceLock<Result<Plugin, Unavailable>> = OnceLock::new();
     let plugin = PLUGIN.get_or_init(|| {
         let Some(path) = library_path() else {
@@ -61,5 +66,5 @@ pub fn load() -> Result<Box<dyn Backend>, Unavailable> {
         Plugin::load(&path).map_err(|e| Unavailable(format!("threads-plugin: {e}")))
     });
     let plugin = plugin.as_ref().map_err(Clone::clone)?;
-    plugin.backend().map_err(|e| Unavailable(format!("threads-plugin: {e}")))
+    plugin.backend_with(options).map_err(|e| Unavailable(format!("threads-plugin: {e}")))
 }

@@ -73,6 +73,19 @@ fn report(name: &str, a: &[Duration], b: &[Duration], sides: &Sides<'_>) {
     }
 }
 
+/// A 2-worker pool of the static or the plugin threads backend, its
+/// workers pinned to cores.
+fn pinned(implementation: Implementation) -> Result<Runner, String> {
+    let backend: Box<dyn shoal_core::backend::Backend> = match implementation {
+        Implementation::ThreadsPlugin => {
+            shoal_benches::plugin::load_with("pin_cores=true").map_err(|e| e.to_string())?
+        }
+        _ => Box::new(shoal_threads::Threads::new().pin_cores(true)),
+    };
+    let pool = shoal_core::Pool::builder().workers(2).build_boxed(backend);
+    pool.map(Runner::Shoal).map_err(|e| e.to_string())
+}
+
 fn main() {
     shoal_process::worker_main(&named::registry());
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,15 +104,22 @@ fn main() {
     };
     let sides = Sides { peer: peer.name(), subject: subject.name(), json: want("--json") };
     if want("w1") {
-        // Fresh pools each round: a pool's W1 time is bimodal on this
-        // machine (~420 or ~700 µs, for the whole life of the pool, it
-        // seems by where its threads settle), so one pool a side compares
-        // two draws, not two implementations.
+        // Fresh pools each round: an unpinned pool's W1 time is bimodal on
+        // this machine (~520 or ~780 µs for the pool's whole life: its two
+        // workers sometimes share one core, see `Threads::pin_cores`), so
+        // one pool a side compares two draws, not two implementations. The
+        // plugin and the static backend are compared pinned, which removes
+        // that draw; against rayon, shoal runs as a user gets it.
         let input = workloads::w1_input(W1_ITEMS);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             for (side, times) in [(peer, &mut a), (subject, &mut b)] {
-                let runner = Runner::new(side, 2).expect("a runner");
+                let runner = if want("--plugin") {
+                    pinned(side)
+                } else {
+                    Runner::new(side, 2).map_err(|e| e.to_string())
+                }
+                .expect("a runner");
                 time(|| drop(black_box(workloads::w1(&runner, &input))), 5);
                 times.push(time(|| drop(black_box(workloads::w1(&runner, &input))), 30));
             }
