@@ -180,7 +180,7 @@ impl Store {
             for b in l.blocks.iter_mut() {
                 let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
                 if from < to {
-                    b.left -= to - from;
+                    b.left = b.left.saturating_sub(to - from);
                     pieces.push((b.items.clone_ref(py), from - b.first, to - b.first));
                 }
             }
