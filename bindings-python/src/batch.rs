@@ -61,8 +61,8 @@ pub(crate) enum Event {
     /// The results of a chunk of a batch over a store, with its first
     /// item's index.
     Part(usize, Part),
-    /// A task's message, with its chunk's first item index (open batches
-    /// made with messages).
+    /// A task's message, with the index of the item that sent it (batches
+    /// made with messages; see `crate::message`).
     Message(usize, Box<TaskMessage>),
     /// The batch ended. Explicit, because message senders may outlive the
     /// pump by a moment.

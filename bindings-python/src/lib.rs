@@ -10,7 +10,8 @@
 //!   pickled by `shoal._codec`);
 //! - [`worker`]: the entry point of worker processes, which run the Rust
 //!   worker loop of `shoal-process` and call back into Python per chunk;
-//! - the in-task calls `progress`, `log`, `worker_id`.
+//! - the in-task calls `progress`, `log`, `worker_id`; [`message`] names
+//!   the item of a chunk that sent a message.
 //!
 //! The interpreter lock is released whenever Rust waits (for results, for
 //! workers to exit), so other Python threads keep running.
@@ -20,6 +21,7 @@ mod chunk;
 mod errors;
 mod forkserver;
 mod interrupt;
+mod message;
 mod pool;
 mod store;
 mod worker;
@@ -34,14 +36,14 @@ fn progress(fraction: f32) -> PyResult<()> {
             "progress: fraction must be in [0, 1] (got {fraction})"
         )));
     }
-    shoal_core::task::progress(fraction);
+    message::send(shoal_core::backend::TaskMessage::Progress(fraction));
     Ok(())
 }
 
 /// Sends a line of text to the running task's message stream.
 #[pyfunction]
 fn log(text: String) {
-    shoal_core::task::log(text);
+    message::send(shoal_core::backend::TaskMessage::Log(text));
 }
 
 /// The id of the worker running the current task, or `None` outside a task.
@@ -58,10 +60,12 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(worker_id, m)?)?;
+    m.add_function(wrap_pyfunction!(message::running_item, m)?)?;
     m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::fork_sibling, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::become_worker, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;
     m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
+    m.add("ITEM_MESSAGES", message::ITEM_MESSAGES)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use shoal_threads::Threads;
 use crate::batch::{Batch, BatchIter, Event, Queue, Stream};
 use crate::chunk::{EACH, LocalMap, LocalRun, Obj, codec, map_codec};
 use crate::errors::batch_error;
+use crate::message::{self, ITEM_MESSAGES};
 use crate::store::Store;
 
 /// One pool of the Rust core, on the threads or the process backend.
@@ -77,16 +78,17 @@ impl Core {
 
 /// With `messages`, a batch whose tasks' messages join its results: the
 /// queue they go to exists before the batch, to be handed to it
-/// (`Batch::start`), and chunks hold one item each, so a message
-/// belongs to exactly one item (the core names a message by its chunk's
-/// first item).
+/// (`Batch::start`). The core names a message by its chunk's first item;
+/// a message that names its item within the chunk is filed under that
+/// item (see [`crate::message`]).
 fn with_messages(b: BatchBuilder<'_>, messages: bool) -> (BatchBuilder<'_>, Option<Arc<Queue>>) {
     if !messages {
         return (b, None);
     }
     let queue = Queue::new();
     let q = queue.clone();
-    let b = b.chunksize(1).on_message(move |index, m| {
+    let b = b.on_message(move |start, m| {
+        let (index, m) = message::open(start, m);
         q.push(Event::Message(index, Box::new(m)));
     });
     (b, Some(queue))
@@ -233,8 +235,9 @@ impl Core {
     /// with the same `key` (the function's name) start their automatic
     /// chunking from what the last one measured (`chunking_key`). With
     /// `messages` (not with `values`), the items' messages come too, as
-    /// `(index, None, (kind, payload))` before the item's result; chunks
-    /// then hold one item each, so a message belongs to exactly one item.
+    /// `(index, None, (kind, payload))` before the item's result: the
+    /// chunks run their items one by one then, naming the running one
+    /// (`ITEM_MESSAGES`), so that a message names its item.
     #[pyo3(signature = (func, function, mode, items, *, ordered=true, chunksize=None, max_in_flight=None, task_timeout=None, progress_bar=false, values=false, key=None, messages=false))]
     #[allow(clippy::too_many_arguments)]
     fn batch(
@@ -253,12 +256,13 @@ impl Core {
         key: Option<String>,
         messages: bool,
     ) -> PyResult<Batch> {
-        if messages && (values || chunksize.is_some_and(|n| n != 1)) {
+        if messages && values {
             return Err(PyValueError::new_err(
-                "messages: needs chunks of one item and (index, ok, value) results",
+                "messages: needs (index, ok, value) results, not values",
             ));
         }
         let function = self.check_parts(function, mode)?;
+        let mode = if messages { mode | ITEM_MESSAGES } else { mode };
         let store = Store::new(items)?;
         let run = LocalMap::new(py, store.clone(), func, mode)?;
         let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
@@ -332,7 +336,10 @@ impl Core {
         } else {
             Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
         };
-        let b = self.builder(None, None, seconds("task_timeout", task_timeout)?, false, None);
+        // With messages, a chunk holds one call: calls run as they are,
+        // so a message names its chunk's only call.
+        let chunksize = messages.then_some(1);
+        let b = self.builder(chunksize, None, seconds("task_timeout", task_timeout)?, false, None);
         let (b, queue) = with_messages(b, messages);
         let (feeder, results) = b.open_with(run, codec);
         let stream = Stream::new(feeder);

@@ -133,3 +133,12 @@ def gated_chatty(gate, x):
     """chatty, once `gate` (a threading.Event: threads backend only) is set."""
     gate.wait(30)
     return chatty(x)
+
+
+def chatty_fail_on_3(x):
+    """chatty, but item 3 logs and raises KeyError."""
+    if x == 3:
+        shoal.log("working on 3")
+        raise KeyError(f"three {x}")
+    return chatty(x)
+

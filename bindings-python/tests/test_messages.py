@@ -8,7 +8,8 @@ import threading
 import pytest
 
 import shoal
-from tasks import chatty, gated_chatty, square
+from shoal import _codec
+from tasks import chatty, chatty_fail_on_3, gated_chatty, square
 
 BACKENDS = ["process", "threads"]
 
@@ -84,12 +85,96 @@ def test_on_message_is_checked():
     with shoal.Pool(1, backend="threads") as p:
         with pytest.raises(TypeError, match="on_message must be callable"):
             p.map(square, range(3), on_message="print")
-        with pytest.raises(ValueError, match="on_message.*chunksize must be None or 1"):
-            p.imap(square, range(3), chunksize=5, on_message=print)
-        with pytest.raises(ValueError, match="on_message.*chunksize"):
-            p.map_async(square, range(3), chunksize=2, on_message=print)
-        # chunksize 1 is what messages need: accepted.
-        assert p.map(square, range(3), chunksize=1, on_message=print) == [0, 1, 4]
+        with pytest.raises(TypeError, match="on_message must be callable"):
+            p.imap(square, range(3), chunksize=5, on_message=1)
+        with pytest.raises(TypeError, match="on_message must be callable"):
+            p.map_async(square, range(3), on_message=object())
+        with pytest.raises(TypeError, match="on_message must be callable"):
+            p.starmap_async(square, [(1,)], on_message="x")
+        with pytest.raises(ValueError, match="messages: needs .*results, not values"):
+            p._core.batch(square, None, _codec.CALL, [1], values=True, messages=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_messages_of_chunks_of_many_items_name_each_item(backend):
+    """A chunk of many items runs them one by one and each message names
+    its own item, whatever the chunk size (explicit, uneven last chunk, or
+    automatic)."""
+    n = 23
+    with shoal.Pool(2, backend=backend) as p:
+        for chunksize in (7, n, None):
+            on_message, got = collector()
+            assert p.map(chatty, range(n), chunksize, on_message=on_message) == [2 * i for i in range(n)]
+            assert dict(got) == {i: expected(i) for i in range(n)}, chunksize
+        on_message, got = collector()
+        assert list(p.imap(chatty, range(n), 5, on_message=on_message)) == [2 * i for i in range(n)]
+        assert dict(got) == {i: expected(i) for i in range(n)}
+        on_message, got = collector()
+        assert sorted(p.imap_unordered(chatty, range(n), 4, on_message=on_message)) == [2 * i for i in range(n)]
+        assert dict(got) == {i: expected(i) for i in range(n)}
+        on_message, got = collector()
+        assert p.map_async(chatty, range(n), 6, on_message=on_message).get(timeout=60) == [2 * i for i in range(n)]
+        assert dict(got) == {i: expected(i) for i in range(n)}
+        on_message, got = collector()
+        pairs = [(i,) for i in range(n)]
+        assert p.starmap(chatty, pairs, 8, on_message=on_message) == [2 * i for i in range(n)]
+        assert dict(got) == {i: expected(i) for i in range(n)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_item_that_fails_in_a_chunk_keeps_the_others_messages_in_place(backend):
+    with shoal.Pool(2, backend=backend) as p:
+        on_message, got = collector()
+        with pytest.raises(KeyError, match="three"):
+            p.map(chatty_fail_on_3, range(8), 4, on_message=on_message)
+        # Item 3 logged before it raised; every item's messages name it.
+        assert dict(got) == {i: expected(i) if i != 3 else [("log", "working on 3")] for i in range(8)}
+        on_message, got = collector()
+        out = list(p.imap(chatty, range(8), 4, on_message=on_message))
+        assert out == [2 * i for i in range(8)]
+        assert dict(got) == {i: expected(i) for i in range(8)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_forgets_the_running_item_after_its_chunk(backend):
+    """After a chunk of a batch with on_message (here one that ends with a
+    failing item), the same worker sends plain messages again: an
+    apply_async task's messages are its own, not filed under an item."""
+    with shoal.Pool(1, backend=backend) as p:
+        on_message, got = collector()
+        with pytest.raises(KeyError, match="three"):
+            p.map(chatty_fail_on_3, range(4), 4, on_message=on_message)
+        assert dict(got) == {0: expected(0), 1: expected(1), 2: expected(2), 3: [("log", "working on 3")]}
+        r = p.apply_async(chatty, (9,))
+        assert r.get(timeout=60) == 18
+        assert r.messages() == expected(9)
+
+
+def test_map_without_on_message_still_runs_in_c_loops():
+    with shoal.Pool(2, backend="threads") as p:
+        assert p.map(chatty, range(50), 10) == [2 * i for i in range(50)]
+        assert list(p.imap(chatty, range(50), 10)) == [2 * i for i in range(50)]
+
+
+@pytest.mark.parametrize("mode", [_codec.CALL, _codec.STAR, _codec.APPLY])
+def test_run_items_with_item_messages_gives_the_same_results(mode):
+    def f(*args, **kwargs):
+        if args and args[0] == 2:
+            raise ValueError("two")
+        return (args, kwargs)
+
+    items = {
+        _codec.CALL: [0, 1, 2, 3],
+        _codec.STAR: [(0,), (1, "a"), (2,), (3,)],
+        _codec.APPLY: [((0,), {}), ((1,), {"k": 1}), ((2,), {}), ((3,), {})],
+    }[mode]
+    plain_failed, named_failed = [], []
+    plain = _codec.run_items(f, mode, items, plain_failed)
+    named = _codec.run_items(f, mode | _codec.ITEM_MESSAGES, items, named_failed)
+    assert plain_failed == named_failed == [2]
+    assert [type(r) for r in plain] == [type(r) for r in named]
+    assert [r for r in plain if type(r) is not _codec.Failure] == [r for r in named if type(r) is not _codec.Failure]
+    assert str(named[2].exc) == "two"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -114,3 +199,4 @@ def test_executor_future_message_callbacks():
         gate.set()
         assert f.result(timeout=60) == 8
     assert seen == expected(4)
+

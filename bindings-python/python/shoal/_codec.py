@@ -12,6 +12,11 @@ One chunk is one task of the Rust core. Both backends run it with
 
 Each result is the function's return value, or a :class:`Failure` holding
 the exception it raised (and, from a process, its traceback as text).
+
+A batch whose items' messages someone wants (``on_message``) sets
+:data:`ITEM_MESSAGES` in its mode: its items run one by one and the Rust
+side is told which runs, so that ``shoal.progress``/``shoal.log`` name
+their item, not only its chunk (see ``src/message.rs``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
     from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
+from ._shoal import ITEM_MESSAGES, running_item
 
 #: ``f(x)``
 CALL = 0
@@ -34,6 +40,8 @@ APPLY = 2
 #: ``x[0](*x[1], **x[2])``: single calls, each with its own function
 #: (pickled by cloudpickle for worker processes)
 EACH = 3
+# ITEM_MESSAGES (from the Rust side, which sets it): a flag on CALL, STAR
+# or APPLY, for batches whose items' messages someone wants.
 
 PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL on 3.8+
 
@@ -63,7 +71,10 @@ def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[
 
     ``f(x)`` and ``f(*x)`` run in C loops (``list.extend(map(...))``); an
     exception stops the loop after the items before it were appended, and
-    the loop goes on from the next item.
+    the loop goes on from the next item. With :data:`ITEM_MESSAGES` in
+    ``mode``, a Python loop names each item as it runs
+    (:func:`_run_naming_items`), a cost only batches with ``on_message``
+    pay.
     """
     out: List[Any] = []
     if mode == CALL or mode == STAR:
@@ -78,20 +89,49 @@ def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[
                     failed.append(len(out))
                 out.append(Failure(e))
         return out
+    if mode & ITEM_MESSAGES:
+        return _run_naming_items(func, mode & ~ITEM_MESSAGES, items, failed)
     for item in items:
         try:
-            if mode == APPLY:
-                args, kwargs = item
-                out.append(func(*args, **kwargs))
-            else:
-                f, args, kwargs = item
-                if isinstance(f, bytes):
-                    f = _load_function(f)
-                out.append(f(*args, **kwargs))
+            out.append(_call(func, mode, item))
         except Exception as e:  # noqa: BLE001
             if failed is not None:
                 failed.append(len(out))
             out.append(Failure(e))
+    return out
+
+
+def _call(func: Any, mode: int, item: Any) -> Any:
+    """One item's call, in any mode."""
+    if mode == CALL:
+        return func(item)
+    if mode == STAR:
+        return func(*item)
+    if mode == APPLY:
+        args, kwargs = item
+        return func(*args, **kwargs)
+    f, args, kwargs = item
+    if isinstance(f, bytes):
+        f = _load_function(f)
+    return f(*args, **kwargs)
+
+
+def _run_naming_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[int]]) -> List[Any]:
+    """:func:`run_items`, telling the Rust side the offset of the item that
+    runs, so that its messages carry it; told none once the chunk ends,
+    however it ends (later tasks on this thread are not items of it)."""
+    out: List[Any] = []
+    try:
+        for offset, item in enumerate(items):
+            running_item(offset)
+            try:
+                out.append(_call(func, mode, item))
+            except Exception as e:  # noqa: BLE001 - the task's own error
+                if failed is not None:
+                    failed.append(offset)
+                out.append(Failure(e))
+    finally:
+        running_item(None)
     return out
 
 
@@ -191,7 +231,7 @@ def run_chunk(payload: bytes) -> Tuple[bytes, int]:
     the parent need not look at every result to find it."""
     try:
         function, mode, items = pickle.loads(payload)
-        func = _load_function(function) if mode != EACH else None
+        func = _load_function(function) if (mode & ~ITEM_MESSAGES) != EACH else None
     except Exception as e:  # noqa: BLE001
         raise SerializationError(f"cannot unpickle the task: {e}") from e
     failed: List[int] = []

@@ -126,18 +126,10 @@ def _check_bool(name: str, value: Any) -> None:
 OnMessage = Callable[[int, str, Any], object]
 
 
-def _check_on_message(on_message: Optional[OnMessage], chunksize: Optional[int]) -> None:
-    """A batch's ``on_message`` must be callable, and its chunks hold one
-    item each (the pool names a message by its chunk)."""
-    if on_message is None:
-        return
-    if not callable(on_message):
+def _check_on_message(on_message: Optional[OnMessage]) -> None:
+    """A batch's ``on_message`` must be callable (or None)."""
+    if on_message is not None and not callable(on_message):
         raise TypeError(f"on_message must be callable (got {type(on_message).__name__})")
-    if chunksize not in (None, 1):
-        raise ValueError(
-            "on_message: messages need chunks of one item, so that each belongs to one item; "
-            f"chunksize must be None or 1 (got {chunksize!r})"
-        )
 
 
 def _deliver(on_message: Optional[OnMessage], index: int, message: Tuple[str, Any]) -> None:
@@ -488,7 +480,7 @@ class Pool:
     ) -> List[Any]:
         """A whole ordered batch: every value, or the first item's exception."""
         _check_bool("progress_bar", progress_bar)
-        _check_on_message(on_message, chunksize)
+        _check_on_message(on_message)
         bar = _tqdm(_length(iterable)) if progress_bar else None
         if bar is None and on_message is None:
             values, bad = self._map(func, iterable, mode, chunksize, progress_bar, check)
@@ -520,7 +512,7 @@ class Pool:
         on_message: Optional[OnMessage] = None,
     ) -> Any:
         _check_bool("progress_bar", progress_bar)
-        _check_on_message(on_message, chunksize)
+        _check_on_message(on_message)
         bar = _tqdm(_length(iterable)) if progress_bar else None
         if bar is None and on_message is None:
             # The core's iterator itself: values, failures raised, `next(timeout)`.
@@ -540,8 +532,10 @@ class Pool:
         """``[func(x) for x in iterable]`` on the workers; raises the first item's exception.
         ``progress_bar=True`` draws a bar (tqdm when installed, else shoal's own).
         ``on_message(index, kind, payload)`` receives the items' messages
-        (``shoal.progress``/``log`` in a task), on the calling
-        thread; chunks then hold one item each."""
+        (``shoal.progress``/``log`` in a task; ``index`` is the item's
+        position in ``iterable``) on the calling thread, before the
+        item's result. Chunks keep their size; their items run in a Python
+        loop instead of a C one then, so that each message names its item."""
         return self._run(func, iterable, CALL, chunksize, progress_bar, on_message=on_message)
 
     def starmap(
@@ -568,7 +562,7 @@ class Pool:
         """Lazy ``map``: results in order as they come; the input is pulled as
         needed. The iterator has ``next(timeout)`` as multiprocessing's.
         ``on_message(index, kind, payload)`` receives the items' messages as
-        the iteration meets them (chunks then hold one item each)."""
+        the iteration meets them (on the iterating thread), as for :meth:`map`."""
         return self._iterate(func, iterable, chunksize, True, progress_bar, on_message)
 
     def imap_unordered(
@@ -636,9 +630,10 @@ class Pool:
         called for each item as it ends (``result`` is the exception for a
         failed item), ``on_progress(fraction)`` with the fraction done in
         [0, 1] and ``on_message(index, kind, payload)`` for each message an
-        item's task sends (``shoal.progress``/``log``; chunks then
-        hold one item each); all on a background thread, like ``callback``
-        (called once all ended).
+        item's task sends (``shoal.progress``/``log``; as for :meth:`map`);
+        all on a background thread, like ``callback`` (called once all
+        ended). An exception ``on_message`` raises is printed and the
+        batch goes on (it only watches).
         """
         return self._map_async(
             func, iterable, CALL, chunksize, callback, error_callback, on_result, on_progress, on_message
@@ -656,7 +651,7 @@ class Pool:
         on_progress: Optional[Callable[[float], object]],
         on_message: Optional[OnMessage] = None,
     ) -> AsyncResult:
-        _check_on_message(on_message, chunksize)
+        _check_on_message(on_message)
         if on_result is None and on_progress is None and on_message is None:
             self._check_call(func, chunksize, check=True)  # fail now, not in the thread
             return self._async(

@@ -6,6 +6,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple, final
 __all__ = [
     "Batch",
     "Core",
+    "ITEM_MESSAGES",
     "Stream",
     "WORKER_FUNCTION",
     "become_worker",
@@ -13,15 +14,18 @@ __all__ = [
     "fork_sibling",
     "log",
     "progress",
+    "running_item",
     "worker_id",
     "worker_main",
 ]
 
 WORKER_FUNCTION: str
+ITEM_MESSAGES: int
 
 def progress(fraction: float) -> None: ...
 def log(text: str) -> None: ...
 def worker_id() -> Optional[int]: ...
+def running_item(offset: Optional[int], /) -> None: ...
 def worker_main(init: Optional[Any] = None, exit: Optional[Any] = None) -> None: ...
 def fork_sibling() -> int: ...
 def become_worker(fds: Sequence[Tuple[int, int]], parent: int) -> None: ...
