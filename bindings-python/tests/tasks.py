@@ -142,3 +142,13 @@ def chatty_fail_on_3(x):
         raise KeyError(f"three {x}")
     return chatty(x)
 
+
+def chatty_in_two_halves(started, gate, x):
+    """chatty's first message, then `started` is set and the task waits for
+    `gate` before the rest (threading.Events: threads backend only)."""
+    shoal.progress(0.5)
+    started.set()
+    gate.wait(30)
+    shoal.log(f"working on {x}")
+    shoal.progress(1.0)
+    return x * 2

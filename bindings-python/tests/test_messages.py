@@ -9,7 +9,7 @@ import pytest
 
 import shoal
 from shoal import _codec
-from tasks import chatty, chatty_fail_on_3, gated_chatty, square
+from tasks import chatty, chatty_fail_on_3, chatty_in_two_halves, gated_chatty, square
 
 BACKENDS = ["process", "threads"]
 
@@ -200,3 +200,40 @@ def test_executor_future_message_callbacks():
         assert f.result(timeout=60) == 8
     assert seen == expected(4)
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_message_callback_added_late_gets_the_messages_that_came(backend):
+    with shoal.Executor(1, backend=backend) as ex:
+        f = ex.submit(chatty, 3)
+        assert f.result(timeout=60) == 6
+        seen = []
+        f.add_message_callback(lambda kind, payload: seen.append((kind, payload)))
+        assert seen == expected(3)
+
+
+def test_a_message_callback_added_mid_task_gets_each_message_once_in_order():
+    """Whether the first message reached the future before the callback
+    was added or not, the callback sees it exactly once, before the rest."""
+    started, gate = threading.Event(), threading.Event()
+    seen = []
+    with shoal.Executor(1, backend="threads") as ex:
+        f = ex.submit(chatty_in_two_halves, started, gate, 5)
+        assert started.wait(30)
+        f.add_message_callback(lambda kind, payload: seen.append((kind, payload)))
+        gate.set()
+        assert f.result(timeout=60) == 10
+    assert seen == expected(5)
+    assert f.messages() == expected(5)
+
+
+def test_a_raising_future_message_callback_changes_nothing(capsys):
+    def bad(kind, payload):
+        raise RuntimeError("future callback broke")
+
+    with shoal.Executor(1, backend="threads") as ex:
+        f = ex.submit(chatty, 2)
+        f.add_message_callback(bad)
+        assert f.result(timeout=60) == 4
+        assert f.messages() == expected(2)
+        assert ex.submit(square, 3).result(timeout=60) == 9
+    assert "future callback broke" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import threading
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ._codec import STAR
@@ -13,33 +14,50 @@ from ._pool import Pool, TaskMessages, _unwrap
 class Future(concurrent.futures.Future, TaskMessages):
     """What :meth:`Executor.submit` returns: a ``concurrent.futures.Future``
     that also has the task's messages (``shoal.progress(fraction)`` and
-    ``shoal.log(text)`` in the task), as ``AsyncResult`` has them. ``Executor.submit`` passes its keyword
-    arguments on to the function, so messages are not a ``submit`` option:
-    ``messages()`` lists them, ``progress`` is the last fraction, and
-    ``add_message_callback(fn)`` calls ``fn(kind, payload)`` for each one
-    that arrives after it was added, on a pool thread (an exception it
-    raises is printed)."""
+    ``shoal.log(text)`` in the task), as ``AsyncResult`` has them.
+    ``Executor.submit`` passes its keyword arguments on to the function
+    (the ``concurrent.futures`` contract), so messages cannot be a
+    ``submit`` option: the future has them instead. ``messages()`` lists
+    them, ``progress`` is the last fraction, and ``add_message_callback(fn)``
+    calls ``fn(kind, payload)`` for each one."""
 
     def __init__(self) -> None:
         concurrent.futures.Future.__init__(self)
         TaskMessages.__init__(self)
         self._message_callbacks: List[Callable[[str, Any], object]] = []
+        # Reentrant: a callback may add another.
+        self._message_lock = threading.RLock()
 
     def add_message_callback(self, fn: Callable[[str, Any], object]) -> None:
-        """Calls ``fn(kind, payload)`` for each message from now on."""
+        """Calls ``fn(kind, payload)`` for each of the task's messages: at
+        once for those that already came (the last ``MAX_MESSAGES``), as
+        ``add_done_callback`` calls at once for a finished future, so that
+        none is lost to a fast task; then for each as it comes, on a pool
+        thread. Each message once, in order. An exception ``fn`` raises is
+        printed and changes nothing."""
         if not callable(fn):
             raise TypeError(f"add_message_callback: fn must be callable (got {type(fn).__name__})")
-        self._message_callbacks.append(fn)
+        with self._message_lock:
+            self._message_callbacks.append(fn)
+            for kind, payload in self.messages():
+                _call_back(fn, kind, payload)
 
     def _message(self, kind: str, payload: Any) -> None:
-        self._record(kind, payload)
-        for fn in list(self._message_callbacks):
-            try:
-                fn(kind, payload)
-            except Exception:  # noqa: BLE001 - the callback's own error
-                import traceback
+        with self._message_lock:
+            self._record(kind, payload)
+            for fn in list(self._message_callbacks):
+                _call_back(fn, kind, payload)
 
-                traceback.print_exc()
+
+def _call_back(fn: Callable[[str, Any], object], kind: str, payload: Any) -> None:
+    """``fn(kind, payload)``; an exception it raises is printed (a message
+    callback never changes the task's outcome)."""
+    try:
+        fn(kind, payload)
+    except Exception:  # noqa: BLE001 - the callback's own error
+        import traceback
+
+        traceback.print_exc()
 
 
 class _FutureTarget:
@@ -72,7 +90,9 @@ class Executor(concurrent.futures.Executor):
     """``submit``/``map``/``shutdown`` on shoal workers (processes by default).
 
     Works with ``asyncio``'s ``loop.run_in_executor``. ``map`` chunks
-    automatically unless ``chunksize`` is given.
+    automatically unless ``chunksize`` is given. ``submit`` returns a
+    :class:`Future` that also holds the task's messages
+    (``shoal.progress``/``shoal.log``).
     """
 
     def __init__(
