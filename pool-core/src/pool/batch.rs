@@ -306,8 +306,7 @@ impl<'p> BatchBuilder<'p> {
         R: Send + 'static,
         C: ChunkFn<A, R> + 'static,
     {
-        let engine = self.engine_named(items.into_iter(), run, true, codec);
-        Chunks { engine, parked: ordered.then(|| (BTreeMap::new(), 0)) }
+        Chunks::new(self.engine_named(items.into_iter(), run, true, codec), ordered)
     }
 
     /// An open batch: items are added while it runs, through the returned
@@ -1101,23 +1100,6 @@ where
         }
     }
 
-    /// Splits a chunk message into per-item results, in input order.
-    fn items_of(&self, msg: ChunkMsg<R>) -> (usize, Vec<Result<R, BatchError>>) {
-        let ChunkOutcome { start, len, values, errors } = self.chunk_of(msg);
-        let mut out = Vec::with_capacity(len);
-        let mut values = values.into_iter();
-        let mut errors = errors.into_iter().peekable();
-        for offset in 0..len {
-            if errors.peek().is_some_and(|(o, _)| *o == offset) {
-                let (_, error) = errors.next().expect("peeked");
-                out.push(Err(BatchError::Failed { index: start + offset, error }));
-            } else if let Some(v) = values.next() {
-                out.push(Ok(v));
-            }
-        }
-        (start, out)
-    }
-
     /// `map`: every result in input order, or the failure with the lowest
     /// index once the running chunks settled.
     fn run_ordered(mut self) -> Result<Vec<R>, BatchError> {
@@ -1198,19 +1180,16 @@ impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
     }
 }
 
-/// The iterator of [`Pool::imap`]: results in input order.
+/// The iterator of [`Pool::imap`]: results in input order (the items of
+/// ordered [`Chunks`]).
 pub struct Imap<It: Iterator, F, R> {
-    engine: Engine<It, F, R>,
+    chunks: Chunks<It, F, R>,
     ready: VecDeque<Result<R, BatchError>>,
-    /// Chunks that arrived ahead of their turn, by first index.
-    parked: BTreeMap<usize, Vec<Result<R, BatchError>>>,
-    /// The index of the next result to yield.
-    next: usize,
 }
 
 impl<It: Iterator, F, R> Imap<It, F, R> {
     fn new(engine: Engine<It, F, R>) -> Self {
-        Imap { engine, ready: VecDeque::new(), parked: BTreeMap::new(), next: 0 }
+        Imap { chunks: Chunks::new(engine, true), ready: VecDeque::new() }
     }
 }
 
@@ -1224,41 +1203,28 @@ where
     type Item = Result<R, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(invalid) = self.engine.take_invalid() {
-            return Some(Err(invalid));
-        }
         loop {
             if let Some(r) = self.ready.pop_front() {
                 return Some(r);
             }
-            if let Some(items) = self.parked.remove(&self.next) {
-                self.engine.parked = self.parked.len();
-                self.next += items.len();
-                self.ready.extend(items);
-                continue;
-            }
-            match self.engine.next_chunk() {
-                Some(msg) => {
-                    let (start, items) = self.engine.items_of(msg);
-                    self.parked.insert(start, items);
-                    self.engine.parked = self.parked.len();
-                }
-                None => return self.engine.run_out().map(Err),
+            match self.chunks.next()? {
+                Ok(chunk) => self.ready.extend(chunk.into_results()),
+                Err(e) => return Some(Err(e)),
             }
         }
     }
 }
 
 /// The iterator of [`Pool::map_unordered`]: `(index, result)` in completion
-/// order.
+/// order (the items of unordered [`Chunks`]).
 pub struct MapUnordered<It: Iterator, F, R> {
-    engine: Engine<It, F, R>,
+    chunks: Chunks<It, F, R>,
     ready: VecDeque<Result<(usize, R), BatchError>>,
 }
 
 impl<It: Iterator, F, R> MapUnordered<It, F, R> {
     fn new(engine: Engine<It, F, R>) -> Self {
-        MapUnordered { engine, ready: VecDeque::new() }
+        MapUnordered { chunks: Chunks::new(engine, false), ready: VecDeque::new() }
     }
 }
 
@@ -1272,21 +1238,17 @@ where
     type Item = Result<(usize, R), BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(invalid) = self.engine.take_invalid() {
-            return Some(Err(invalid));
-        }
         loop {
             if let Some(r) = self.ready.pop_front() {
                 return Some(r);
             }
-            match self.engine.next_chunk() {
-                Some(msg) => {
-                    let (start, items) = self.engine.items_of(msg);
-                    self.ready.extend(
-                        items.into_iter().enumerate().map(|(o, r)| r.map(|v| (start + o, v))),
-                    );
+            match self.chunks.next()? {
+                Ok(chunk) => {
+                    let start = chunk.start;
+                    let items = chunk.into_results().enumerate();
+                    self.ready.extend(items.map(|(o, r)| r.map(|v| (start + o, v))));
                 }
-                None => return self.engine.run_out().map(Err),
+                Err(e) => return Some(Err(e)),
             }
         }
     }
@@ -1307,12 +1269,31 @@ pub struct ChunkOutcome<R> {
     pub errors: Vec<(usize, TaskError)>,
 }
 
+impl<R> ChunkOutcome<R> {
+    /// Each item's result, in input order.
+    pub fn into_results(self) -> impl Iterator<Item = Result<R, BatchError>> {
+        let ChunkOutcome { start, len, values, errors } = self;
+        let mut values = values.into_iter();
+        let mut errors = errors.into_iter().peekable();
+        (0..len).filter_map(move |offset| match errors.next_if(|(o, _)| *o == offset) {
+            Some((_, error)) => Some(Err(BatchError::Failed { index: start + offset, error })),
+            None => values.next().map(Ok),
+        })
+    }
+}
+
 /// The iterator of [`BatchBuilder::chunks_with`]: whole chunks.
 pub struct Chunks<It: Iterator, F, R> {
     engine: Engine<It, F, R>,
     /// In input order: the chunks that ended ahead of their turn, by first
     /// index, and the first index of the next chunk to yield.
     parked: Option<(BTreeMap<usize, ChunkOutcome<R>>, usize)>,
+}
+
+impl<It: Iterator, F, R> Chunks<It, F, R> {
+    fn new(engine: Engine<It, F, R>, ordered: bool) -> Self {
+        Chunks { engine, parked: ordered.then(|| (BTreeMap::new(), 0)) }
+    }
 }
 
 impl<It, F, R> Iterator for Chunks<It, F, R>
