@@ -111,8 +111,6 @@ impl BatchIter {
 /// error for each of its items (a chunk runs, decodes and is kept whole,
 /// or fails whole).
 fn chunk_events(chunk: Result<ChunkOutcome<()>, BatchError>, store: &Store) -> Vec<Event> {
-    let failed =
-        |index, error| Event::Outcome((index, Err(Box::new(BatchError::Failed { index, error }))));
     let chunk = match chunk {
         Ok(chunk) => chunk,
         Err(e) => return vec![Event::Outcome((e.index().unwrap_or(usize::MAX), Err(Box::new(e))))],
@@ -123,14 +121,17 @@ fn chunk_events(chunk: Result<ChunkOutcome<()>, BatchError>, store: &Store) -> V
     {
         return vec![Event::Part(first, part)];
     }
-    let mut errors = chunk.errors.into_iter().peekable();
-    (0..chunk.len)
-        .map(|o| match errors.next_if(|(e, _)| *e == o) {
-            Some((_, error)) => failed(chunk.start + o, error),
-            None => failed(
-                chunk.start + o,
-                TaskError::panic(format!("the result of item {} is missing", chunk.start + o)),
-            ),
+    let start = chunk.start;
+    chunk
+        .into_results()
+        .enumerate()
+        .map(|(o, r)| {
+            let index = start + o;
+            let e = r.err().unwrap_or_else(|| BatchError::Failed {
+                index,
+                error: TaskError::panic(format!("the result of item {index} is missing")),
+            });
+            Event::Outcome((index, Err(Box::new(e))))
         })
         .collect()
 }
@@ -478,7 +479,7 @@ impl Batch {
 }
 
 /// `shoal._codec.Failure`, looked up once.
-pub(crate) fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     FAILURE.import(py, "shoal._codec", "Failure")
 }
@@ -488,7 +489,7 @@ pub(crate) fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 /// `isinstance` also looks up its `__class__` attribute, ~40 ns an item
 /// (4 ms of W1's 100k-item `map`, 40 ms of W6's million `imap` values),
 /// and `Failure` is shoal's own class, never subclassed.
-pub(crate) fn is_failure(v: &Bound<'_, PyAny>, failure: &Bound<'_, PyType>) -> bool {
+fn is_failure(v: &Bound<'_, PyAny>, failure: &Bound<'_, PyType>) -> bool {
     v.get_type_ptr() == failure.as_type_ptr()
 }
 

@@ -161,15 +161,16 @@ pub(crate) fn with_view<'py, T>(
     out
 }
 
-/// A list of the items, moved out of them (see [`Item`]). Raw list
-/// calls: with pyo3's checked conversions, building and emptying chunk
-/// lists took 12% of a worker thread's time in W6 on threads (8% now).
 /// Fails each of a chunk's `n` items with `message` (the chunk as a whole
 /// could not run or report).
 fn fail_all(errors: &mut Vec<(usize, TaskError)>, n: usize, message: String) {
     errors.extend((0..n).map(|i| (i, TaskError::panic(message.clone()))));
 }
 
+/// A list of the items, moved out of them (see [`Item`]). Raw list
+/// calls: with pyo3's checked conversions, building and emptying chunk
+/// lists took 12% of a worker thread's time in W6 on threads, when `imap`
+/// still came this way.
 fn list_of<'py>(py: Python<'py>, items: &[Item]) -> PyResult<Bound<'py, PyList>> {
     // SAFETY: a new list of `len` slots, each set once with a reference
     // of its own (a taken item's, or a new one to None).

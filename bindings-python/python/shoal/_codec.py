@@ -72,9 +72,8 @@ def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[
     ``f(x)`` and ``f(*x)`` run in C loops (``list.extend(map(...))``); an
     exception stops the loop after the items before it were appended, and
     the loop goes on from the next item. With :data:`ITEM_MESSAGES` in
-    ``mode``, a Python loop names each item as it runs
-    (:func:`_run_naming_items`), a cost only batches with ``on_message``
-    pay.
+    ``mode``, a Python loop names each item as it runs, a cost only
+    batches with ``on_message`` pay.
     """
     out: List[Any] = []
     if mode == CALL or mode == STAR:
@@ -89,15 +88,25 @@ def run_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[
                     failed.append(len(out))
                 out.append(Failure(e))
         return out
-    if mode & ITEM_MESSAGES:
-        return _run_naming_items(func, mode & ~ITEM_MESSAGES, items, failed)
-    for item in items:
-        try:
-            out.append(_call(func, mode, item))
-        except Exception as e:  # noqa: BLE001
-            if failed is not None:
-                failed.append(len(out))
-            out.append(Failure(e))
+    # One by one: single calls, or a chunk whose items' messages are wanted,
+    # which tells the Rust side the offset of the item that runs (and none
+    # once the chunk ends, however it ends: later tasks on this thread are
+    # not items of it).
+    naming = bool(mode & ITEM_MESSAGES)
+    mode &= ~ITEM_MESSAGES
+    try:
+        for offset, item in enumerate(items):
+            if naming:
+                running_item(offset)
+            try:
+                out.append(_call(func, mode, item))
+            except Exception as e:  # noqa: BLE001 - the task's own error
+                if failed is not None:
+                    failed.append(offset)
+                out.append(Failure(e))
+    finally:
+        if naming:
+            running_item(None)
     return out
 
 
@@ -114,25 +123,6 @@ def _call(func: Any, mode: int, item: Any) -> Any:
     if isinstance(f, bytes):
         f = _load_function(f)
     return f(*args, **kwargs)
-
-
-def _run_naming_items(func: Any, mode: int, items: Sequence[Any], failed: Optional[List[int]]) -> List[Any]:
-    """:func:`run_items`, telling the Rust side the offset of the item that
-    runs, so that its messages carry it; told none once the chunk ends,
-    however it ends (later tasks on this thread are not items of it)."""
-    out: List[Any] = []
-    try:
-        for offset, item in enumerate(items):
-            running_item(offset)
-            try:
-                out.append(_call(func, mode, item))
-            except Exception as e:  # noqa: BLE001 - the task's own error
-                if failed is not None:
-                    failed.append(offset)
-                out.append(Failure(e))
-    finally:
-        running_item(None)
-    return out
 
 
 def dump_function(func: object) -> bytes:

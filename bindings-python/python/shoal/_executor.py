@@ -8,7 +8,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ._codec import STAR
-from ._pool import Pool, TaskMessages, _unwrap
+from ._pool import Pool, TaskMessages, _call_back, _unwrap
 
 
 class Future(concurrent.futures.Future, TaskMessages):
@@ -47,17 +47,6 @@ class Future(concurrent.futures.Future, TaskMessages):
             self._record(kind, payload)
             for fn in list(self._message_callbacks):
                 _call_back(fn, kind, payload)
-
-
-def _call_back(fn: Callable[[str, Any], object], kind: str, payload: Any) -> None:
-    """``fn(kind, payload)``; an exception it raises is printed (a message
-    callback never changes the task's outcome)."""
-    try:
-        fn(kind, payload)
-    except Exception:  # noqa: BLE001 - the callback's own error
-        import traceback
-
-        traceback.print_exc()
 
 
 class _FutureTarget:

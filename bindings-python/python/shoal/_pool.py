@@ -14,6 +14,7 @@ from __future__ import annotations
 import _pickle
 import atexit
 import collections
+import contextlib
 import binascii
 import multiprocessing
 import os
@@ -132,18 +133,22 @@ def _check_on_message(on_message: Optional[OnMessage]) -> None:
         raise TypeError(f"on_message must be callable (got {type(on_message).__name__})")
 
 
-def _deliver(on_message: Optional[OnMessage], index: int, message: Tuple[str, Any]) -> None:
-    """``on_message(index, kind, payload)``; an exception it raises is
-    printed and delivery goes on, as for ``apply_async``'s messages (a
-    message callback never changes a batch's outcome)."""
-    if on_message is None:
-        return
+def _call_back(fn: Callable[..., object], *args: Any) -> None:
+    """``fn(*args)`` for a message callback; an exception it raises is
+    printed and delivery goes on (a message callback never changes the
+    outcome of a batch or a task)."""
     try:
-        on_message(index, *message)
+        fn(*args)
     except Exception:  # noqa: BLE001 - the callback's own error
         import traceback
 
         traceback.print_exc()
+
+
+def _deliver(on_message: Optional[OnMessage], index: int, message: Tuple[str, Any]) -> None:
+    """``on_message(index, kind, payload)``, if there is one."""
+    if on_message is not None:
+        _call_back(on_message, index, *message)
 
 
 def _tqdm(total: Optional[int]) -> Any:
@@ -487,17 +492,16 @@ class Pool:
         else:
             batch = self._batch(func, iterable, mode, chunksize, messages=on_message is not None)
             values, bad = [], None
-            for index, ok, value in batch:
-                if ok is None:
-                    _deliver(on_message, index, value)
-                    continue
-                if bad is None and (not ok or isinstance(value, Failure)):
-                    bad = index
-                values.append(value)
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
+            with bar if bar is not None else contextlib.nullcontext():
+                for index, ok, value in batch:
+                    if ok is None:
+                        _deliver(on_message, index, value)
+                        continue
+                    if bad is None and (not ok or isinstance(value, Failure)):
+                        bad = index
+                    values.append(value)
+                    if bar is not None:
+                        bar.update(1)
         if bad is not None:
             _raise_for(values[bad])
         return values
