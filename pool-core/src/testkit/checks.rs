@@ -76,6 +76,8 @@ pub const CHECKS: &[Check] = &[
     ("bad_burst_then_good", bad_burst_then_good),
     ("map_is_ordered", map_is_ordered),
     ("map_slice_is_ordered", map_slice_is_ordered),
+    ("map_slice_runs_on_every_worker", map_slice_runs_on_every_worker),
+    ("map_slice_drops_what_it_wrote", map_slice_drops_what_it_wrote),
     ("map_with_chunksize", map_with_chunksize),
     ("map_of_nothing", map_of_nothing),
     ("map_unordered_yields_every_index", map_unordered_yields_every_index),
@@ -219,6 +221,55 @@ pub fn map_slice_is_ordered(make: MakeBackend) {
     let e =
         pool.map_slice(&names, |s| if s == "n42" { panic!("no 42") } else { s.len() }).unwrap_err();
     assert_eq!(e.index(), Some(42), "{e}");
+}
+
+/// `map_slice` with automatic chunking keeps every worker busy: the first
+/// two items wait for each other, so the batch ends only if two workers
+/// run at once.
+pub fn map_slice_runs_on_every_worker(make: MakeBackend) {
+    let pool = two(make);
+    // Item 0 and item 1 each signal, then wait for the other's signal.
+    let (to_1, from_0) = bounded::<()>(1);
+    let (to_0, from_1) = bounded::<()>(1);
+    let signals = [(to_1, from_1), (to_0, from_0)];
+    let input: Vec<u64> = (0..10_000).collect();
+    let out = pool
+        .map_slice(&input, |&x| {
+            if let Some((tell, hear)) = signals.get(x as usize) {
+                tell.send(()).unwrap();
+                hear.recv_timeout(Duration::from_secs(30))
+                    .expect("items 0 and 1 never ran at the same time");
+            }
+            x * 2
+        })
+        .unwrap();
+    assert!(out.iter().enumerate().all(|(i, v)| *v == 2 * i as u64));
+}
+
+/// A failed `map_slice` drops every result it made, once: none leak, none
+/// is dropped twice, whichever ranges had run when the item failed.
+pub fn map_slice_drops_what_it_wrote(make: MakeBackend) {
+    struct Counted<'a>(&'a AtomicUsize);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let pool = two(make);
+    let (made, dropped) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let input: Vec<u32> = (0..50_000).collect();
+    let run = pool.map_slice(&input, |&x| {
+        if x == 30_000 {
+            panic!("no 30000");
+        }
+        made.fetch_add(1, Ordering::Relaxed);
+        Counted(&dropped)
+    });
+    let Err(e) = run else { panic!("item 30000 panicked, yet the batch succeeded") };
+    assert_eq!(e.index(), Some(30_000), "{e}");
+    assert_eq!(made.load(Ordering::Relaxed), dropped.load(Ordering::Relaxed));
+    let ok = pool.map_slice(&input[..1000], |_| Counted(&dropped)).unwrap();
+    assert_eq!(ok.len(), 1000);
 }
 
 /// An explicit chunksize gives the same results and tasks of that size.

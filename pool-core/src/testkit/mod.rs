@@ -89,6 +89,8 @@ macro_rules! conformance_tests {
                 bad_burst_then_good,
                 map_is_ordered,
                 map_slice_is_ordered,
+                map_slice_runs_on_every_worker,
+                map_slice_drops_what_it_wrote,
                 map_with_chunksize,
                 map_of_nothing,
                 map_unordered_yields_every_index,
