@@ -116,33 +116,14 @@ impl SliceMap {
                 let f = f.clone();
                 let work = Box::new(move || {
                     let t0 = Instant::now();
-                    let mut written = 0usize;
-                    let run = catch_unwind(AssertUnwindSafe(|| {
-                        for (i, x) in items[start..start + len].iter().enumerate() {
-                            let v = f(x);
-                            // SAFETY: slot `start + i` is in bounds (the
-                            // output has capacity `n`), belongs to this
-                            // chunk alone, and is written once.
-                            unsafe { ptr.at(start + i).write(v) };
-                            written += 1;
-                        }
-                    }));
-                    let errors = match run {
+                    let errors = match run_range(items, &*f, ptr, start, len) {
                         Ok(()) => {
                             state.state.store(WRITTEN, Ordering::Release);
                             Vec::new()
                         }
-                        Err(p) => {
-                            // SAFETY: exactly the first `written` slots of
-                            // this chunk were initialised above.
-                            unsafe {
-                                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                                    ptr.at(start),
-                                    written,
-                                ))
-                            };
+                        Err(failed) => {
                             state.state.store(CLEANED, Ordering::Release);
-                            vec![(written, TaskError::panic(panic_message(&*p)))]
+                            vec![failed]
                         }
                     };
                     let elapsed = t0.elapsed();
@@ -394,31 +375,12 @@ fn claim_and_run<T, R>(
         let len = size.min(n - start);
         claims.current[slot].store(start, Ordering::Release);
         let t0 = Instant::now();
-        let mut written = 0usize;
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            for (i, x) in items[start..start + len].iter().enumerate() {
-                let v = f(x);
-                // SAFETY: slot `start + i` is in bounds (the output has
-                // capacity `n`), belongs to this claim alone, and is
-                // written once.
-                unsafe { ptr.at(start + i).write(v) };
-                written += 1;
-            }
-        }));
+        let run = run_range(items, f, ptr, start, len);
         let elapsed = t0.elapsed();
         match run {
             Ok(()) => lock(&claims.written).push((start, len)),
-            Err(p) => {
-                // SAFETY: exactly the first `written` slots of this claim
-                // were initialised above.
-                unsafe {
-                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                        ptr.at(start),
-                        written,
-                    ))
-                };
-                let error = TaskError::panic(panic_message(&*p));
-                keep_lowest(&mut lock(&claims.failure), start + written, error);
+            Err((offset, error)) => {
+                keep_lowest(&mut lock(&claims.failure), start + offset, error);
                 claims.stop.store(true, Ordering::Release);
             }
         }
@@ -429,6 +391,37 @@ fn claim_and_run<T, R>(
             bar.inc(len as u64);
         }
     }
+}
+
+/// Runs `f` over `items[start..start + len]`, writing each result into its
+/// slot of the output. If an item panics, the results written so far are
+/// dropped and the item's offset in the range comes back with the error.
+fn run_range<T, R>(
+    items: &[T],
+    f: &impl Fn(&T) -> R,
+    ptr: OutPtr<R>,
+    start: usize,
+    len: usize,
+) -> Result<(), (usize, TaskError)> {
+    let mut written = 0usize;
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        for (i, x) in items[start..start + len].iter().enumerate() {
+            let v = f(x);
+            // SAFETY: slot `start + i` is in bounds (the output has
+            // capacity `items.len()`), belongs to this range alone (chunks
+            // and claims are disjoint), and is written once.
+            unsafe { ptr.at(start + i).write(v) };
+            written += 1;
+        }
+    }));
+    run.map_err(|p| {
+        // SAFETY: exactly the first `written` slots of the range were
+        // initialised above.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(ptr.at(start), written))
+        };
+        (written, TaskError::panic(panic_message(&*p)))
+    })
 }
 
 fn keep_lowest(failure: &mut Option<(usize, TaskError)>, index: usize, error: TaskError) {
