@@ -150,11 +150,6 @@ impl Chunker {
         Chunker { fixed: Some(chunksize.max(1)), ..Chunker::automatic(1) }
     }
 
-    /// Whether this chunker sizes chunks itself (no explicit `chunksize`).
-    pub fn is_automatic(&self) -> bool {
-        self.fixed.is_none()
-    }
-
     /// Never more than `cap` items per chunk (lazy batches bound their
     /// memory with it).
     pub fn with_cap(mut self, cap: usize) -> Self {

@@ -602,10 +602,10 @@ impl Pool {
     /// Applies `f` to every item of a borrowed slice and returns the
     /// results in order, without copying items or results (rayon's
     /// `par_iter().map().collect()`). Returns once every chunk was released;
-    /// a chunk whose thread was detached by a timeout is waited for. With
-    /// automatic chunking (and no task timeout), each worker runs one task
-    /// that claims range after range of the slice until none is left, so a
-    /// free worker takes the next range without a round trip.
+    /// a chunk whose thread was detached by a timeout is waited for.
+    /// Without a task timeout, each worker runs one task that claims chunk
+    /// after chunk of the slice until none is left, so a free worker takes
+    /// the next chunk without a round trip through the pool.
     pub fn map_slice<T, R, F>(&self, items: &[T], f: F) -> Result<Vec<R>, BatchError>
     where
         T: Sync,

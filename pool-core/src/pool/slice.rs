@@ -12,14 +12,16 @@
 //! complete, or exactly the `WRITTEN` ranges are dropped.
 
 //!
-//! With automatic chunking and no task timeout, chunks are *claimed*
-//! (see [`SliceMap::run_claiming`]): the batch sends one task per worker,
-//! and each task takes range after range from a shared cursor until the
-//! slice is used up, sizing each range with its own [`Chunker`] from the
-//! ranges it ran. A free worker still takes the next chunk, but without a
-//! round trip through the dispatcher and the caller: on a 2-core machine
-//! each such hand-off woke two threads that took a core from a worker
-//! (W1, 10^6 items of ~1 ns: ~15 chunks, ~20 µs of wall time each).
+//! Without a task timeout, chunks are *claimed* (see
+//! [`SliceMap::run_claiming`]): the batch sends one task per worker, and
+//! each task takes range after range from a shared cursor until the slice
+//! is used up, each range `chunksize` items or, automatically, sized by
+//! the task's own [`Chunker`] from the ranges it ran. A free worker still
+//! takes the next chunk, but without a round trip through the dispatcher
+//! and the caller: on a 2-core machine each such hand-off woke two threads
+//! that took a core from a worker (W1, 10^6 items of ~1 ns: ~15 chunks,
+//! ~20 µs of wall time each).
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -84,7 +86,7 @@ impl SliceMap {
         R: Send,
         F: Fn(&T) -> R + Send + Sync,
     {
-        if self.chunker.is_automatic() && self.timeout.is_none() {
+        if self.timeout.is_none() {
             return self.run_claiming(items, f);
         }
         let n = items.len();
@@ -262,10 +264,10 @@ impl SliceMap {
             let id = self.inner.next_id();
             let end = ChunkEnd::<()>::new(id, 0, 0, tx.clone(), alive.clone());
             let producer = end.clone();
-            let (f, claims) = (f.clone(), claims.clone());
+            let (f, claims, chunker) = (f.clone(), claims.clone(), self.chunker.clone());
             let bar = self.bar.as_ref().map(|b| b.bar.clone());
             let work = Box::new(move || {
-                claim_and_run(items, &*f, ptr, &claims, slot, workers, bar.as_ref());
+                claim_and_run(items, &*f, ptr, &claims, slot, chunker, bar.as_ref());
                 producer.end(|task| ChunkMsg::Ran {
                     task,
                     start: 0,
@@ -345,9 +347,10 @@ impl SliceMap {
 }
 
 /// One claiming task: ranges from `claims.cursor`, sized by this task's
-/// own chunker (a claim costs an atomic add and two clock reads, so the
+/// own copy of the batch's chunker (automatic: a claim costs an atomic add and two clock reads, so the
 /// measured overhead keeps the shortest range at [`FLOOR_CHUNK_TIME`]'s
-/// worth), until the slice is used up or the batch stops.
+/// worth; or an explicit `chunksize`), until the slice is used up or the
+/// batch stops.
 ///
 /// [`FLOOR_CHUNK_TIME`]: crate::chunking::FLOOR_CHUNK_TIME
 fn claim_and_run<T, R>(
@@ -356,11 +359,10 @@ fn claim_and_run<T, R>(
     ptr: OutPtr<R>,
     claims: &Claims,
     slot: usize,
-    workers: usize,
+    mut chunker: Chunker,
     bar: Option<&indicatif::ProgressBar>,
 ) {
     let n = items.len();
-    let mut chunker = Chunker::automatic(workers);
     while !claims.stop.load(Ordering::Acquire) {
         let left = n.saturating_sub(claims.cursor.load(Ordering::Relaxed));
         if left == 0 {

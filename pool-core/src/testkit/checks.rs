@@ -221,6 +221,13 @@ pub fn map_slice_is_ordered(make: MakeBackend) {
     let e =
         pool.map_slice(&names, |s| if s == "n42" { panic!("no 42") } else { s.len() }).unwrap_err();
     assert_eq!(e.index(), Some(42), "{e}");
+    // With a task timeout, each chunk is its own task (its own deadline).
+    let timed = pool.batch().task_timeout(Duration::from_secs(60));
+    let out = timed.map_slice(&input, |x| x + 1).unwrap();
+    assert!(out.iter().enumerate().all(|(i, v)| *v == i as u64 + 1));
+    let timed = pool.batch().task_timeout(Duration::from_secs(60));
+    let e = timed.map_slice(&names, |s| if s == "n42" { panic!("no 42") } else { 1 }).unwrap_err();
+    assert_eq!(e.index(), Some(42), "{e}");
 }
 
 /// `map_slice` with automatic chunking keeps every worker busy: the first
