@@ -10,7 +10,6 @@
 //! thread was detached by a timeout is waited for), so the borrows and the
 //! raw output pointer never outlive the call; then the output is either
 //! complete, or exactly the `WRITTEN` ranges are dropped.
-
 //!
 //! Without a task timeout, chunks are *claimed* (see
 //! [`SliceMap::run_claiming`]): the batch sends one task per worker, and
@@ -23,8 +22,7 @@
 //! ~20 µs of wall time each).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -190,12 +188,7 @@ impl SliceMap {
             if c.state.load(Ordering::Acquire) == WRITTEN {
                 // SAFETY: this range was fully written and is dropped once;
                 // `out`'s length stays 0, so its own drop frees only memory.
-                unsafe {
-                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                        out.as_mut_ptr().add(c.start),
-                        c.len,
-                    ))
-                };
+                unsafe { drop_range(ptr, c.start, c.len) };
             }
         }
         for task in in_flight.into_keys() {
@@ -246,8 +239,7 @@ impl SliceMap {
             return Ok(out);
         }
         let ptr = OutPtr(out.as_mut_ptr());
-        let workers = self.inner.config.max;
-        let tasks = workers.min(n);
+        let tasks = self.inner.config.max.min(n);
         let claims = Arc::new(Claims {
             cursor: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -321,12 +313,7 @@ impl SliceMap {
         for &(start, len) in &written {
             // SAFETY: this range was fully written and is dropped once;
             // `out`'s length stays 0, so its own drop frees only memory.
-            unsafe {
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                    out.as_mut_ptr().add(start),
-                    len,
-                ))
-            };
+            unsafe { drop_range(ptr, start, len) };
         }
         match (failure, lost) {
             (Some((index, error)), _) => Err(BatchError::Failed { index, error }),
@@ -347,10 +334,10 @@ impl SliceMap {
 }
 
 /// One claiming task: ranges from `claims.cursor`, sized by this task's
-/// own copy of the batch's chunker (automatic: a claim costs an atomic add and two clock reads, so the
-/// measured overhead keeps the shortest range at [`FLOOR_CHUNK_TIME`]'s
-/// worth; or an explicit `chunksize`), until the slice is used up or the
-/// batch stops.
+/// own copy of the batch's chunker (an explicit `chunksize`, or automatic:
+/// a claim costs an atomic add and two clock reads, so the measured
+/// overhead keeps the shortest range at [`FLOOR_CHUNK_TIME`]'s worth),
+/// until the slice is used up or the batch stops.
 ///
 /// [`FLOOR_CHUNK_TIME`]: crate::chunking::FLOOR_CHUNK_TIME
 fn claim_and_run<T, R>(
@@ -418,12 +405,19 @@ fn run_range<T, R>(
     }));
     run.map_err(|p| {
         // SAFETY: exactly the first `written` slots of the range were
-        // initialised above.
-        unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(ptr.at(start), written))
-        };
+        // initialised above, and nothing else drops them.
+        unsafe { drop_range(ptr, start, written) };
         (written, TaskError::panic(panic_message(&*p)))
     })
+}
+
+/// Drops the results in slots `start..start + len` of the output.
+///
+/// # Safety
+/// Those slots are initialised, and nothing else drops them.
+unsafe fn drop_range<R>(ptr: OutPtr<R>, start: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(ptr.at(start), len)) }
 }
 
 fn keep_lowest(failure: &mut Option<(usize, TaskError)>, index: usize, error: TaskError) {
