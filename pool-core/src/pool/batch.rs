@@ -966,6 +966,9 @@ where
             let mut errors = Vec::new();
             f.run_chunk(chunk, &mut values, &mut errors);
             let elapsed = t0.elapsed();
+            // The function goes before the results: once the caller has
+            // every result, no worker still holds what it passed in.
+            drop(f);
             producer.end(|task| ChunkMsg::Ran { task, start, len, values, errors, elapsed });
         });
         // SAFETY: unscoped engines hold only 'static types (their public
