@@ -277,8 +277,9 @@ impl SliceMap {
             self.inner.send_with_id(&open, id, options, end_dyn, WorkSource::Once(Some(work)));
         }
         drop(tx);
-        // A task lost before it claimed anything leaves its share to the
-        // others; its error stands only if items are left undone.
+        // A lost task stops the claims. If it was running a range, the
+        // batch fails there; otherwise its error stands for the first item
+        // left undone, if any (the others may have finished meanwhile).
         let mut lost: Option<TaskError> = None;
         for _ in 0..ids.len() {
             let Ok(msg) = super::wait::recv(&rx, None) else { break };
