@@ -1,10 +1,12 @@
 //! The bytes of the chunk convention (see the parent module's docs):
 //!
 //! * **arguments**: the postcard encoding of `Vec<A>` (a varint count, then
-//!   the items);
-//! * **results**: `values: u64` little-endian, then `values` postcard
-//!   values of `R` (the results of the items that returned, in item
-//!   order, without a length prefix), then the postcard encoding of
+//!   the items), except that a fixed-width number `A` (see [`fixed`]) is
+//!   written as `count` little-endian values of its width;
+//! * **results**: `values: u64` little-endian, then `values` values of `R`
+//!   (the results of the items that returned, in item order, without a
+//!   length prefix; postcard, or little-endian of its width when `R` is a
+//!   fixed-width number), then the postcard encoding of
 //!   `Vec<(u64, String)>`: for each item that panicked, its index in the
 //!   chunk and the panic message, indices strictly increasing. A chunk of
 //!   `n` items has `values + errors = n`.
@@ -21,6 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::fixed;
 use crate::worker::panic_message;
 
 /// The most bytes an encoder reserves up front from a size estimate
@@ -74,7 +77,7 @@ fn estimate<T>(n: usize) -> usize {
 /// varint count, then the items), into a buffer sized from the type, then
 /// from the first item's encoding (a chunk of 1 MiB byte buffers is sized
 /// once instead of doubling, and copied, about log2(n) times).
-pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, String> {
+pub(super) fn encode_arguments<A: Serialize + 'static>(items: &[A]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     encode_arguments_into(items, &mut out)?;
     Ok(out)
@@ -83,7 +86,7 @@ pub(super) fn encode_arguments<A: Serialize>(items: &[A]) -> Result<Vec<u8>, Str
 /// [`encode_arguments`] into `out` (cleared first), so a caller can reuse
 /// one warm buffer for many chunks instead of faulting in fresh pages for
 /// each (a chunk of 1 MiB payloads is megabytes).
-pub(super) fn encode_arguments_into<A: Serialize>(
+pub(super) fn encode_arguments_into<A: Serialize + 'static>(
     items: &[A],
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
@@ -95,11 +98,19 @@ pub(super) fn encode_arguments_into<A: Serialize>(
     encoded
 }
 
-fn encode_items<A: Serialize>(
+fn encode_items<A: Serialize + 'static>(
     items: &[A],
     ser: &mut postcard::Serializer<VecOut>,
 ) -> Result<(), String> {
     items.len().serialize(&mut *ser).map_err(|e| e.to_string())?;
+    if let Some(w) = fixed::width::<A>() {
+        let out = &mut ser.output.0;
+        out.reserve(items.len().saturating_mul(w).min(MAX_FIRST_RESERVE));
+        for item in items {
+            fixed::put(item, out);
+        }
+        return Ok(());
+    }
     let Some((first, rest)) = items.split_first() else {
         return Ok(());
     };
@@ -129,9 +140,12 @@ pub(super) enum RunError {
 /// per item) and encodes the results as they come.
 pub(super) fn run<A, R>(arguments: &[u8], f: fn(A) -> R) -> Result<Vec<u8>, RunError>
 where
-    A: DeserializeOwned,
-    R: Serialize,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
 {
+    if let Some(w) = fixed::width::<A>() {
+        return run_fixed(arguments, w, f);
+    }
     let mut de = postcard::Deserializer::from_bytes(arguments);
     let mut results = ResultsWriter::new();
     let mut result_error = None;
@@ -144,6 +158,27 @@ where
     let rest = de.finalize().map_err(|e| RunError::Arguments(e.to_string()))?;
     if !rest.is_empty() {
         return Err(RunError::Arguments(left_over(rest.len())));
+    }
+    results.finish().map_err(RunError::Result)
+}
+
+/// [`run`] for fixed-width arguments of `w` bytes each.
+fn run_fixed<A, R>(arguments: &[u8], w: usize, f: fn(A) -> R) -> Result<Vec<u8>, RunError>
+where
+    A: 'static,
+    R: Serialize + 'static,
+{
+    let (count, body) = postcard::take_from_bytes::<u64>(arguments)
+        .map_err(|e| RunError::Arguments(e.to_string()))?;
+    let len = fixed::body_len(count, w, body.len()).map_err(RunError::Arguments)?;
+    if len != body.len() {
+        return Err(RunError::Arguments(left_over(body.len() - len)));
+    }
+    let mut results = ResultsWriter::new();
+    results.reserve(estimate::<R>(body.len() / w));
+    for (index, bytes) in body.chunks_exact(w).enumerate() {
+        let a = fixed::get::<A>(bytes).map_err(RunError::Arguments)?;
+        results.call(f, a, index as u64).map_err(RunError::Result)?;
     }
     results.finish().map_err(RunError::Result)
 }
@@ -161,7 +196,7 @@ struct RunEach<'a, A, R> {
     result_error: &'a mut Option<String>,
 }
 
-impl<'de, A: Deserialize<'de>, R: Serialize> Visitor<'de> for RunEach<'_, A, R> {
+impl<'de, A: Deserialize<'de>, R: Serialize + 'static> Visitor<'de> for RunEach<'_, A, R> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,14 +209,9 @@ impl<'de, A: Deserialize<'de>, R: Serialize> Visitor<'de> for RunEach<'_, A, R> 
         }
         let mut index = 0u64;
         while let Some(a) = seq.next_element::<A>()? {
-            match catch_unwind(AssertUnwindSafe(|| (self.f)(a))) {
-                Ok(r) => {
-                    if let Err(e) = self.results.value(&r) {
-                        *self.result_error = Some(e);
-                        return Err(serde::de::Error::custom("a result could not be encoded"));
-                    }
-                }
-                Err(p) => self.results.error(index, panic_message(&*p)),
+            if let Err(e) = self.results.call(self.f, a, index) {
+                *self.result_error = Some(e);
+                return Err(serde::de::Error::custom("a result could not be encoded"));
             }
             index += 1;
         }
@@ -211,9 +241,30 @@ impl ResultsWriter {
         self.ser.output.0.reserve(bytes);
     }
 
+    /// Calls `f` on the item at `index`, catching a panic, and appends
+    /// its result or its panic message.
+    #[inline(always)]
+    fn call<A, R: Serialize + 'static>(
+        &mut self,
+        f: fn(A) -> R,
+        a: A,
+        index: u64,
+    ) -> Result<(), String> {
+        match catch_unwind(AssertUnwindSafe(|| f(a))) {
+            Ok(r) => self.value(&r),
+            Err(p) => {
+                self.error(index, panic_message(&*p));
+                Ok(())
+            }
+        }
+    }
+
     /// The next item returned `r`.
-    fn value<R: Serialize>(&mut self, r: &R) -> Result<(), String> {
-        r.serialize(&mut self.ser).map_err(|e| e.to_string())?;
+    #[inline(always)]
+    fn value<R: Serialize + 'static>(&mut self, r: &R) -> Result<(), String> {
+        if !fixed::put(r, &mut self.ser.output.0) {
+            r.serialize(&mut self.ser).map_err(|e| e.to_string())?;
+        }
         self.values += 1;
         Ok(())
     }
@@ -238,17 +289,26 @@ pub type Split<R> = (Vec<R>, Vec<(usize, String)>);
 
 /// Decodes results, handing each value to `push`; returns the errors,
 /// checked (strictly increasing indices below `values + errors`).
-fn decode_with<R: DeserializeOwned>(
+fn decode_with<R: DeserializeOwned + 'static>(
     bytes: &[u8],
     mut push: impl FnMut(R),
 ) -> Result<(u64, Vec<(usize, String)>), String> {
-    let Some((head, body)) = bytes.split_first_chunk::<8>() else {
+    let Some((head, mut body)) = bytes.split_first_chunk::<8>() else {
         return Err(format!("{} bytes are too short for the results' header", bytes.len()));
     };
     let values = u64::from_le_bytes(*head);
+    if let Some(w) = fixed::width::<R>() {
+        let (fixed_values, rest) = body.split_at(fixed::body_len(values, w, body.len())?);
+        for v in fixed_values.chunks_exact(w) {
+            push(fixed::get::<R>(v)?);
+        }
+        body = rest;
+    }
     let mut de = postcard::Deserializer::from_bytes(body);
-    for _ in 0..values {
-        push(R::deserialize(&mut de).map_err(|e| e.to_string())?);
+    if fixed::width::<R>().is_none() {
+        for _ in 0..values {
+            push(R::deserialize(&mut de).map_err(|e| e.to_string())?);
+        }
     }
     let errors: Vec<(u64, String)> =
         Deserialize::deserialize(&mut de).map_err(|e| e.to_string())?;
@@ -282,14 +342,14 @@ fn prealloc<T>(count: u64, available: usize) -> usize {
 }
 
 /// Decodes results into the values and the sparse errors.
-pub(super) fn decode_split<R: DeserializeOwned>(bytes: &[u8]) -> Result<Split<R>, String> {
+pub(super) fn decode_split<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Split<R>, String> {
     let mut values = Vec::with_capacity(prealloc::<R>(header(bytes), bytes.len()));
     let (_, errors) = decode_with(bytes, |v| values.push(v))?;
     Ok((values, errors))
 }
 
 /// Decodes results into one entry per item.
-pub(super) fn decode_all<R: DeserializeOwned>(
+pub(super) fn decode_all<R: DeserializeOwned + 'static>(
     bytes: &[u8],
 ) -> Result<Vec<Result<R, String>>, String> {
     let mut all: Vec<Result<R, String>> =
@@ -324,6 +384,12 @@ mod tests {
         x / 2
     }
 
+    /// `half` on a type postcard encodes (a tuple is not a fixed-width
+    /// number).
+    fn half_tuple((x,): (u32,)) -> (u32,) {
+        (half(x),)
+    }
+
     fn results(values: u64, body: &[u8]) -> Vec<u8> {
         let mut b = values.to_le_bytes().to_vec();
         b.extend_from_slice(body);
@@ -332,14 +398,38 @@ mod tests {
 
     #[test]
     fn the_layout_is_the_documented_one() {
-        let out = run(&encode_arguments(&[4u32, 3, 300]).unwrap(), half).unwrap_or_else(|_| {
-            panic!("runs");
-        });
+        let args = encode_arguments(&[(4u32,), (3,), (300,)]).unwrap();
+        assert_eq!(args, [3, 4, 3, 0xac, 0x02]);
+        let out = run(&args, half_tuple).unwrap_or_else(|_| panic!("runs"));
         // 2 values: 2 and 150 (varint 0x96 0x01); 1 error: index 1, "odd 3".
         let mut want = results(2, &[2, 0x96, 0x01, 1, 1, 5]);
         want.extend_from_slice(b"odd 3");
         assert_eq!(out, want);
-        assert_eq!(encode_arguments(&[4u32, 3, 300]).unwrap(), [3, 4, 3, 0xac, 0x02]);
+    }
+
+    #[test]
+    fn fixed_width_numbers_are_little_endian_arrays() {
+        let args = encode_arguments(&[4u32, 3, 300]).unwrap();
+        assert_eq!(args, [3, 4, 0, 0, 0, 3, 0, 0, 0, 0x2c, 0x01, 0, 0]);
+        let out = run(&args, half).unwrap_or_else(|_| panic!("runs"));
+        // 2 values: 2 and 150 as u32 LE; 1 error: index 1, "odd 3".
+        let mut want = results(2, &[2, 0, 0, 0, 150, 0, 0, 0, 1, 1, 5]);
+        want.extend_from_slice(b"odd 3");
+        assert_eq!(out, want);
+        let all = decode_all::<u32>(&out).unwrap();
+        assert_eq!(all, vec![Ok(2), Err("odd 3".to_string()), Ok(150)]);
+        // Mixed: fixed arguments, postcard results, and back.
+        fn text(x: f64) -> String {
+            format!("{x}")
+        }
+        let out = run(&encode_arguments(&[0.5f64, -2.0]).unwrap(), text).ok().unwrap();
+        assert_eq!(decode_all::<String>(&out).unwrap(), vec![Ok("0.5".into()), Ok("-2".into())]);
+        fn length(s: String) -> usize {
+            s.len()
+        }
+        let out = run(&encode_arguments(&["abc".to_string()]).unwrap(), length).ok().unwrap();
+        assert_eq!(out, results(1, &[3, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(decode_split::<usize>(&out).unwrap(), (vec![3], vec![]));
     }
 
     #[test]
@@ -349,13 +439,16 @@ mod tests {
         let big: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; i]).collect();
         assert_eq!(encode_arguments(&big).unwrap(), postcard::to_stdvec(&big).unwrap());
         assert_eq!(encode_arguments::<u8>(&[]).unwrap(), [0]);
+        assert_eq!(encode_arguments::<u64>(&[]).unwrap(), [0]);
     }
 
     #[test]
     fn encoding_into_a_used_buffer_replaces_its_bytes() {
         let mut buf = vec![0xee; 100];
-        encode_arguments_into(&[4u32, 3, 300], &mut buf).unwrap();
+        encode_arguments_into(&[(4u32,), (3,), (300,)], &mut buf).unwrap();
         assert_eq!(buf, [3, 4, 3, 0xac, 0x02]);
+        encode_arguments_into(&[7u16], &mut buf).unwrap();
+        assert_eq!(buf, [1, 7, 0]);
         encode_arguments_into::<u32>(&[], &mut buf).unwrap();
         assert_eq!(buf, [0]);
     }
@@ -375,9 +468,11 @@ mod tests {
     #[test]
     fn hostile_results_are_errors_not_allocations() {
         // Claims 2^60 values with three bytes behind them.
-        let e = decode_all::<u64>(&results(1 << 60, &[1, 2, 3])).unwrap_err();
+        let e = decode_all::<(u64,)>(&results(1 << 60, &[1, 2, 3])).unwrap_err();
         assert!(e.contains("end"), "{e}");
-        assert!(decode_all::<u64>(&[1, 2]).unwrap_err().contains("too short"));
+        let e = decode_all::<u64>(&results(1 << 60, &[1, 2, 3])).unwrap_err();
+        assert!(e.contains("do not fit"), "{e}");
+        assert!(decode_all::<u8>(&[1, 2]).unwrap_err().contains("too short"));
         // One value, then an error at index 5 of a 2-item chunk.
         let e = decode_all::<u8>(&results(1, &[9, 1, 5, 0])).unwrap_err();
         assert!(e.contains("beyond"), "{e}");
@@ -387,15 +482,20 @@ mod tests {
         // Trailing bytes.
         let e = decode_all::<u8>(&results(1, &[9, 0, 7])).unwrap_err();
         assert!(e.contains("left over"), "{e}");
+        let e = decode_all::<u16>(&results(1, &[9, 0, 0, 7])).unwrap_err();
+        assert!(e.contains("left over"), "{e}");
     }
 
     #[test]
     fn arguments_that_do_not_decode_or_trail_are_errors() {
-        let trailing = [1u8, 4, 4];
-        assert!(
-            matches!(run(&trailing, half), Err(RunError::Arguments(e)) if e.contains("left over"))
-        );
+        let left = |r| matches!(r, Err(RunError::Arguments(e)) if e.contains("left over"));
+        assert!(left(run(&[1, 4, 4], half_tuple)));
+        assert!(left(run(&[1, 4, 0, 0, 0, 9], half)));
+        assert!(matches!(run(&[0xff, 0xff, 0xff], half_tuple), Err(RunError::Arguments(_))));
         assert!(matches!(run(&[0xff, 0xff, 0xff], half), Err(RunError::Arguments(_))));
+        // A count that the bytes cannot back.
+        let e = run(&[0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2], half).err().unwrap();
+        assert!(matches!(e, RunError::Arguments(e) if e.contains("do not fit")));
     }
 
     #[test]
@@ -419,5 +519,7 @@ mod tests {
     fn empty_chunks_round_trip() {
         let out = run(&encode_arguments::<u32>(&[]).unwrap(), half).ok().unwrap();
         assert_eq!(decode_all::<u32>(&out).unwrap(), vec![]);
+        let out = run(&encode_arguments::<(u32,)>(&[]).unwrap(), half_tuple).ok().unwrap();
+        assert_eq!(decode_all::<(u32,)>(&out).unwrap(), vec![]);
     }
 }

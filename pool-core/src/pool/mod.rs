@@ -705,7 +705,7 @@ impl Pool {
 }
 
 /// Decodes the one result of a single named task.
-fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, crate::error::TaskError> {
+fn decode_one<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<R, crate::error::TaskError> {
     let results = crate::function::decode_results::<R>(bytes)
         .map_err(crate::error::TaskError::serialization)?;
     match results.into_iter().next() {
