@@ -92,6 +92,7 @@ pub fn worker_main_with(registry: &Registry, hooks: WorkerHooks) {
         return;
     };
     quiet_task_panics();
+    crate::keep_freed_memory();
     let code = match run(fd, registry, hooks) {
         Ok(()) => 0,
         Err(e) => {

@@ -54,13 +54,15 @@
 //! frame drops the worker (`ExitCause::Protocol`). `kill` (task timeout,
 //! cancel, terminate) sends SIGTERM, then SIGKILL after the grace period.
 //! Children die with the parent: they get `PR_SET_PDEATHSIG` (Linux) and
-//! exit on the socket's EOF.
+//! exit on the socket's EOF. A worker keeps the memory it frees for its
+//! next chunk ([`keep_freed_memory`]).
 
 mod child;
 #[cfg(feature = "plugin-export")]
 mod export;
 mod launch;
 pub mod library;
+mod memory;
 mod segment;
 mod shm;
 mod supervisor;
@@ -76,6 +78,7 @@ use shoal_core::backend::{Backend, ReportSink, WorkKind, Worker, WorkerSpec};
 
 pub use child::{WorkerHooks, worker_main, worker_main_with};
 pub use launch::{Launch, Launcher};
+pub use memory::{KEEP_FREED_BYTES, keep_freed_memory};
 
 /// Where a worker's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

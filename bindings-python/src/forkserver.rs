@@ -52,12 +52,6 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use shoal_process::{Launch, Launcher};
 
-/// glibc keeps freed memory up to this size instead of returning it to the
-/// kernel after every task (DESIGN.md: numpy temporaries in workers); a
-/// spawned worker gets the same through `MALLOC_*_` variables, which glibc
-/// reads only when a program starts.
-const MALLOC_THRESHOLD: libc::c_int = 128 << 20;
-
 /// The pool's side: starts workers through this process's fork server
 /// (started on first use with `python`).
 pub(crate) struct ForkServer {
@@ -310,8 +304,11 @@ pub(crate) fn become_worker(fds: Vec<(i32, i32)>, parent: i32) -> PyResult<()> {
         // must not stay open in a worker.
         libc::syscall(libc::SYS_close_range, highest + 1, libc::c_uint::MAX, 0);
         die_with_parent(parent);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_THRESHOLD);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_THRESHOLD);
+        // glibc keeps freed memory instead of returning it to the kernel
+        // after every task (DESIGN.md: numpy temporaries in workers); a
+        // spawned worker gets the same through `MALLOC_*_` variables,
+        // which glibc reads only when a program starts.
+        shoal_process::keep_freed_memory();
     }
     Ok(())
 }

@@ -103,12 +103,7 @@ fn encode_items<A: Serialize + 'static>(
     ser: &mut postcard::Serializer<VecOut>,
 ) -> Result<(), String> {
     items.len().serialize(&mut *ser).map_err(|e| e.to_string())?;
-    if let Some(w) = fixed::width::<A>() {
-        let out = &mut ser.output.0;
-        out.reserve(items.len().saturating_mul(w).min(MAX_FIRST_RESERVE));
-        for item in items {
-            fixed::put(item, out);
-        }
+    if fixed::put_all(items, &mut ser.output.0) {
         return Ok(());
     }
     let Some((first, rest)) = items.split_first() else {
@@ -262,7 +257,7 @@ impl ResultsWriter {
     /// The next item returned `r`.
     #[inline(always)]
     fn value<R: Serialize + 'static>(&mut self, r: &R) -> Result<(), String> {
-        if !fixed::put(r, &mut self.ser.output.0) {
+        if !fixed::put_all(std::slice::from_ref(r), &mut self.ser.output.0) {
             r.serialize(&mut self.ser).map_err(|e| e.to_string())?;
         }
         self.values += 1;

@@ -33,24 +33,39 @@ macro_rules! fixed_numbers {
             None
         }
 
-        /// Appends `t`'s little-endian bytes when it is a fixed-width
-        /// number; `false` (nothing written) otherwise.
+        /// Writes `t`'s little-endian bytes into `dst`, exactly its
+        /// width long; `T` must be a fixed-width number.
         #[inline(always)]
-        pub(super) fn put<T: 'static>(t: &T, out: &mut Vec<u8>) -> bool {
+        fn put_into<T: 'static>(t: &T, dst: &mut [u8]) {
             let t = t as &dyn Any;
             $(if let Some(v) = t.downcast_ref::<$t>() {
-                out.extend_from_slice(&v.to_le_bytes());
-                return true;
+                return dst.copy_from_slice(&v.to_le_bytes());
             })*
             if let Some(v) = t.downcast_ref::<usize>() {
-                out.extend_from_slice(&(*v as u64).to_le_bytes());
-                return true;
+                return dst.copy_from_slice(&(*v as u64).to_le_bytes());
             }
             if let Some(v) = t.downcast_ref::<isize>() {
-                out.extend_from_slice(&(*v as i64).to_le_bytes());
-                return true;
+                return dst.copy_from_slice(&(*v as i64).to_le_bytes());
             }
-            false
+            unreachable!("put_into is called only for fixed-width numbers")
+        }
+
+        /// Appends the little-endian bytes of every item when `T` is a
+        /// fixed-width number; `false` (nothing written) otherwise. One
+        /// resize, then fixed-size copies the compiler turns into a plain
+        /// loop (a push per item would check the capacity each time).
+        #[inline(always)]
+        pub(super) fn put_all<T: 'static>(items: &[T], out: &mut Vec<u8>) -> bool {
+            let Some(w) = width::<T>() else {
+                return false;
+            };
+            let start = out.len();
+            // No overflow: a `T` takes at least `w` bytes in memory.
+            out.resize(start + items.len() * w, 0);
+            for (dst, item) in out[start..].chunks_exact_mut(w).zip(items) {
+                put_into(item, dst);
+            }
+            true
         }
 
         /// Reads a `T` from its `width::<T>()` little-endian bytes. `T`
@@ -99,7 +114,7 @@ mod tests {
 
     fn round_trip<T: 'static + Copy + PartialEq + std::fmt::Debug>(v: T) {
         let mut out = Vec::new();
-        assert!(put(&v, &mut out));
+        assert!(put_all(&[v], &mut out));
         assert_eq!(Some(out.len()), width::<T>());
         assert_eq!(get::<T>(&out).unwrap(), v);
     }
@@ -119,8 +134,10 @@ mod tests {
         round_trip(usize::MAX);
         round_trip(isize::MIN);
         let mut out = Vec::new();
-        put(&300u32, &mut out);
+        put_all(&[300u32], &mut out);
         assert_eq!(out, [0x2c, 0x01, 0, 0]);
+        put_all(&[1u16, 0x203], &mut out);
+        assert_eq!(out, [0x2c, 0x01, 0, 0, 1, 0, 3, 2], "appended after what was there");
     }
 
     #[test]
@@ -129,8 +146,8 @@ mod tests {
         assert_eq!(width::<String>(), None);
         assert_eq!(width::<(u64, u64)>(), None);
         let mut out = Vec::new();
-        assert!(!put(&7u8, &mut out));
-        assert!(!put(&"x".to_string(), &mut out));
+        assert!(!put_all(&[7u8], &mut out));
+        assert!(!put_all(&["x".to_string()], &mut out));
         assert!(out.is_empty());
     }
 
