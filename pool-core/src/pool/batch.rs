@@ -785,7 +785,8 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     /// Where the tasks' messages go ([`BatchBuilder::on_message`]).
     on_message: Option<OnMessage>,
     /// Argument buffers of named chunks, reused once their chunk ended
-    /// (see [`spare_buffer`]).
+    /// (see [`spare_buffer`]); taken from the pool's spares and left there
+    /// when the engine is dropped.
     buffers: Vec<Arc<Vec<u8>>>,
     /// Where to leave what the chunker measured ([`BatchBuilder::chunking_key`]).
     chunking_key: Option<Arc<str>>,
@@ -848,6 +849,12 @@ where
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let batch = BatchId(inner.next_batch.fetch_add(1, Ordering::Relaxed));
+        let buffers = match named {
+            Some(Codec { encode: Encoder::Into(_), .. }) => {
+                inner.take_buffers().into_iter().map(Arc::new).collect()
+            }
+            _ => Vec::new(),
+        };
         Engine {
             inner,
             items,
@@ -875,7 +882,7 @@ where
             early: VecDeque::new(),
             open: None,
             on_message: None,
-            buffers: Vec::new(),
+            buffers,
             chunking_key: None,
             _r: PhantomData,
         }
@@ -1175,6 +1182,8 @@ impl<It: Iterator, F, R> Drop for Engine<It, F, R> {
         if let (Some(key), Some(learned)) = (self.chunking_key.take(), self.chunker.learned()) {
             self.inner.learn(key, learned);
         }
+        // Buffers a chunk still holds (a worker is writing it) are let go.
+        self.inner.keep_buffers(self.buffers.drain(..).filter_map(|b| Arc::try_unwrap(b).ok()));
         if self.wait_release {
             // A scoped batch's chunks borrow the caller's stack: wait until
             // every chunk terminal (and so every closure) is gone.
