@@ -92,7 +92,10 @@ pub fn encode_chunk<A: Serialize + 'static>(items: &[A]) -> Result<Vec<u8>, Stri
 
 /// [`encode_chunk`] into `out`, replacing its contents: reusing one buffer
 /// for many chunks saves faulting in fresh pages for each.
-pub fn encode_chunk_into<A: Serialize + 'static>(items: &[A], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_chunk_into<A: Serialize + 'static>(
+    items: &[A],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     chunk::encode_arguments_into(items, out)
         .map_err(|e| format!("cannot serialize the arguments: {e}"))
 }
@@ -101,7 +104,9 @@ pub fn encode_chunk_into<A: Serialize + 'static>(items: &[A], out: &mut Vec<u8>)
 /// one entry per item, `Err` holding the panic message of that item.
 /// Trailing bytes mean the two sides disagree on the type: an error rather
 /// than a silent misreading.
-pub fn decode_results<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<Result<R, String>>, String> {
+pub fn decode_results<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+) -> Result<Vec<Result<R, String>>, String> {
     chunk::decode_all(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
 }
 
@@ -109,7 +114,9 @@ pub fn decode_results<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec
 /// in order, and `(index in the chunk, panic message)` of those that
 /// panicked, indices strictly increasing. Cheaper than [`decode_results`]
 /// when the caller keeps values and errors apart anyway.
-pub fn decode_results_split<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Split<R>, String> {
+pub fn decode_results_split<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+) -> Result<Split<R>, String> {
     chunk::decode_split(bytes).map_err(|e| format!("cannot deserialize the results: {e}"))
 }
 

@@ -337,7 +337,9 @@ fn prealloc<T>(count: u64, available: usize) -> usize {
 }
 
 /// Decodes results into the values and the sparse errors.
-pub(super) fn decode_split<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Split<R>, String> {
+pub(super) fn decode_split<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+) -> Result<Split<R>, String> {
     let mut values = Vec::with_capacity(prealloc::<R>(header(bytes), bytes.len()));
     let (_, errors) = decode_with(bytes, |v| values.push(v))?;
     Ok((values, errors))
