@@ -8,7 +8,8 @@
 //! - process: [`codec`] pickles the chunk in the parent
 //!   (`encode_chunk`), the worker runs it (`run_chunk`, see
 //!   [`crate::worker`]) and the parent unpickles the results
-//!   (`decode_results`).
+//!   (`decode_results`); lists of plain numbers are packed instead
+//!   ([`crate::packed`]).
 
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use shoal_core::error::TaskError;
 use shoal_core::{ChunkFn, Codec};
 
 use crate::errors::describe;
+use crate::packed;
 use crate::store::Store;
 
 /// The name under which worker processes run Python chunks.
@@ -132,8 +134,28 @@ fn encode_into(
     (function, mode, items): (&Py<PyBytes>, u8, Bound<'_, PyList>),
 ) -> PyResult<Vec<u8>> {
     let sink = Bound::new(py, Sink::new(header))?;
-    encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items))?;
+    let function = function.clone_ref(py);
+    match packed::pack(&items) {
+        Some(p) => {
+            let p = PyBytes::new(py, &p);
+            encode_chunk_into.call1(py, (&sink, function, mode | packed::PACKED, p))?
+        }
+        None => encode_chunk_into.call1(py, (&sink, function, mode, items))?,
+    };
     Ok(sink.get().take_bytes())
+}
+
+/// Unpickles (or unpacks, see [`packed`]) the results of one chunk.
+fn decode<'py>(
+    py: Python<'py>,
+    decode_results: &Obj,
+    bytes: &[u8],
+) -> PyResult<Bound<'py, PyList>> {
+    if packed::is_packed(bytes) {
+        return packed::unpack(py, bytes);
+    }
+    let out = with_view(py, bytes, |v| decode_results.call1(py, (v,)))?;
+    Ok(out.into_bound(py).cast_into::<PyList>()?)
 }
 
 /// Calls `f` with a read-only memoryview of `bytes`, not a copy (a chunk
@@ -283,8 +305,7 @@ pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult
         move |bytes: &[u8]| {
             Python::attach(|py| {
                 let decode = || -> PyResult<Vec<Result<Obj, String>>> {
-                    let out = with_view(py, bytes, |v| decode_results.call1(py, (v,)))?;
-                    let out = drain(out.into_bound(py).cast_into::<PyList>()?);
+                    let out = drain(decode(py, &decode_results, bytes)?);
                     Ok(out.into_iter().map(Ok).collect())
                 };
                 decode().map_err(|e| plain_message(py, &e))
@@ -402,8 +423,7 @@ pub(crate) fn map_codec(
             let bad = u64::from_le_bytes(bad.try_into().expect("8 bytes"));
             Python::attach(|py| {
                 let decode = || -> PyResult<usize> {
-                    let out = with_view(py, body, |v| decode_results.call1(py, (v,)))?;
-                    let out = out.into_bound(py).cast_into::<PyList>()?;
+                    let out = decode(py, &decode_results, body)?;
                     let n = out.len();
                     let bad = usize::try_from(bad).ok().filter(|&b| b < n);
                     decode_store.keep(first, out, bad);

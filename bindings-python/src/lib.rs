@@ -10,6 +10,8 @@
 //!   pickled by `shoal._codec`);
 //! - [`worker`]: the entry point of worker processes, which run the Rust
 //!   worker loop of `shoal-process` and call back into Python per chunk;
+//! - [`packed`]: lists of plain numbers cross to worker processes as
+//!   arrays of 8-byte values instead of pickles;
 //! - the in-task calls `progress`, `log`, `worker_id`; [`message`] names
 //!   the item of a chunk that sent a message.
 //!
@@ -22,6 +24,7 @@ mod errors;
 mod forkserver;
 mod interrupt;
 mod message;
+mod packed;
 mod pool;
 mod store;
 mod worker;
@@ -67,5 +70,8 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;
     m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
     m.add("ITEM_MESSAGES", message::ITEM_MESSAGES)?;
+    m.add("PACKED", packed::PACKED)?;
+    m.add_function(wrap_pyfunction!(packed::py_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(packed::py_unpack, m)?)?;
     Ok(())
 }

@@ -152,3 +152,11 @@ def chatty_in_two_halves(started, gate, x):
     shoal.log(f"working on {x}")
     shoal.progress(1.0)
     return x * 2
+
+
+def identity(x):
+    return x
+
+
+class Small(int):
+    """An int subclass: must come back as itself, not as a plain int."""

@@ -10,8 +10,10 @@ import pytest
 import shoal
 from tasks import (
     NeedsTwoArgs,
+    Small,
     add,
     fail_on_3,
+    identity,
     kill_self_on,
     make_lock,
     nested_sum,
@@ -280,3 +282,50 @@ def test_chunking_keys_name_the_function():
     assert _chunking_key(functools.partial(add, 1)) == "tasks.add"
     assert _chunking_key(Callable()).endswith("Callable")
     assert _chunking_key(lambda x: x).endswith("<lambda>")
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        list(range(-50, 50)),
+        [-(2**63), 2**63 - 1] * 8,
+        [0.5, -0.0, float("inf"), float("-inf"), 1e308, 5e-324] * 4,
+        [2**64, 1, 2, 3, 4, 5, 6, 7, 8],  # too big for 64 bits
+        [True, False] * 8,  # bools stay bools
+        [1, 2, 3, 4, 5, 6, 7, 8.0],  # a mix
+        [Small(i) for i in range(10)],
+        list(range(5)),  # too short to pack
+    ],
+)
+def test_plain_numbers_keep_their_value_and_type(process_pool, items):
+    # Lists of 64-bit ints or floats travel packed (src/packed.rs), both as
+    # arguments and as results; everything else as pickles.
+    out = process_pool.map(identity, items)
+    assert out == items
+    assert [type(x) for x in out] == [type(x) for x in items]
+    doubled = process_pool.map(identity, [x for x in items for _ in (0, 1)], chunksize=3)
+    assert [type(x) for x in doubled] == [type(x) for x in items for _ in (0, 1)]
+
+
+def test_nan_payloads_and_negative_zero_survive_packing(process_pool):
+    import math
+    import struct
+
+    nan = struct.unpack("<d", struct.pack("<Q", 0x7FF8_0000_0000_1234))[0]
+    out = process_pool.map(identity, [nan, -0.0] * 8)
+    assert struct.pack("<d", out[0]) == struct.pack("<d", nan)
+    assert math.copysign(1.0, out[1]) == -1.0
+
+
+def test_packed_buffers_are_checked():
+    from shoal import _shoal
+
+    assert _shoal.unpack(_shoal.pack(list(range(10)))) == list(range(10))
+    assert _shoal.pack([1, 2]) is None
+    assert _shoal.pack(["a"] * 10) is None
+    with pytest.raises(ValueError, match="8-byte"):
+        _shoal.unpack(b"q123")
+    with pytest.raises(ValueError, match="tag"):
+        _shoal.unpack(b"x" + bytes(8))
+    with pytest.raises(ValueError, match="empty"):
+        _shoal.unpack(b"")

@@ -10,6 +10,12 @@ One chunk is one task of the Rust core. Both backends run it with
   (and says which is the first failure);
 - parent: ``decode_results(payload)`` unpickles them.
 
+A list of plain numbers (every item exactly ``int`` in 64 bits, or exactly
+``float``) travels packed instead, as 8-byte values (``_shoal.pack``;
+layout and reasons in ``src/packed.rs``): the parent packs a chunk's items
+into its pickle and sets :data:`PACKED` in its mode; the worker packs its
+results when they all are such numbers, and the parent unpacks them.
+
 Each result is the function's return value, or a :class:`Failure` holding
 the exception it raised (and, from a process, its traceback as text).
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
     from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
-from ._shoal import ITEM_MESSAGES, running_item
+from ._shoal import ITEM_MESSAGES, PACKED, pack, running_item, unpack
 
 #: ``f(x)``
 CALL = 0
@@ -221,6 +227,9 @@ def run_chunk(payload: bytes) -> Tuple[bytes, int]:
     the parent need not look at every result to find it."""
     try:
         function, mode, items = pickle.loads(payload)
+        if mode & PACKED:
+            items = unpack(items)
+            mode &= ~PACKED
         func = _load_function(function) if (mode & ~ITEM_MESSAGES) != EACH else None
     except Exception as e:  # noqa: BLE001
         raise SerializationError(f"cannot unpickle the task: {e}") from e
@@ -232,12 +241,14 @@ def run_chunk(payload: bytes) -> Tuple[bytes, int]:
         r = results[i]
         results[i] = _portable(Failure(r.exc, "".join(traceback.format_exception(r.exc))))
     first = failed[0] if failed else -1
-    try:
-        data = pickle.dumps(results, protocol=PROTOCOL)
-    except Exception:  # noqa: BLE001 - find the culprit, keep the others
-        results = [_portable(r) for r in results]
-        data = pickle.dumps(results, protocol=PROTOCOL)
-        first = next((i for i, r in enumerate(results) if type(r) is Failure), -1)
+    data = pack(results) if first == -1 else None  # plain numbers: no pickle
+    if data is None:
+        try:
+            data = pickle.dumps(results, protocol=PROTOCOL)
+        except Exception:  # noqa: BLE001 - find the culprit, keep the others
+            results = [_portable(r) for r in results]
+            data = pickle.dumps(results, protocol=PROTOCOL)
+            first = next((i for i, r in enumerate(results) if type(r) is Failure), -1)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -1,31 +1,37 @@
 """Type stubs of the Rust extension module ``shoal._shoal`` (checked against
 the built module by ``mypy.stubtest`` in ``cargo xtask test``)."""
 
-from typing import Any, Iterator, Optional, Sequence, Tuple, final
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, final
 
 __all__ = [
     "Batch",
     "Core",
     "ITEM_MESSAGES",
+    "PACKED",
     "Stream",
     "WORKER_FUNCTION",
     "become_worker",
     "die_with_parent",
     "fork_sibling",
     "log",
+    "pack",
     "progress",
     "running_item",
+    "unpack",
     "worker_id",
     "worker_main",
 ]
 
 WORKER_FUNCTION: str
 ITEM_MESSAGES: int
+PACKED: int
 
 def progress(fraction: float) -> None: ...
 def log(text: str) -> None: ...
 def worker_id() -> Optional[int]: ...
 def running_item(offset: Optional[int], /) -> None: ...
+def pack(list: List[Any]) -> Optional[bytes]: ...
+def unpack(data: bytes) -> List[Any]: ...
 def worker_main(init: Optional[Any] = None, exit: Optional[Any] = None) -> None: ...
 def fork_sibling() -> int: ...
 def become_worker(fds: Sequence[Tuple[int, int]], parent: int) -> None: ...
