@@ -506,8 +506,15 @@ fn read_frames(
                     return Ended::Protocol(format!("DONE for task {task}, which is not running"));
                 };
                 let limit = u64::from(max_frame).max(1 << 32);
-                let report = match shm::from_payload(result, limit, segment) {
-                    Ok(bytes) => match sink.result_bytes(bytes.into_owned()) {
+                // Out of the segment first: the worker may reuse it once
+                // its next JOB arrives (wire README, "Segments").
+                let bytes = shm::from_payload(result, limit, segment).map(Cow::into_owned);
+                // The worker is free now: it takes its next job while this
+                // thread decodes (a Python chunk's results take the
+                // interpreter lock, which another thread may hold).
+                shared.reports.report(WorkerReport::Returned(shared.id, TaskId(task)));
+                let report = match bytes {
+                    Ok(bytes) => match sink.result_bytes(bytes) {
                         Ok(()) => WorkerReport::Done(shared.id, TaskId(task)),
                         Err(e) => WorkerReport::Failed(shared.id, TaskId(task), e),
                     },

@@ -116,6 +116,12 @@ pub enum WorkerReport {
     Ready(WorkerId),
     /// The worker could not start (`worker_init` failed, spawn failed).
     StartFailed(WorkerId, String),
+    /// The job returned and the worker takes the next one, but the task's
+    /// result is still being decoded: its `Done` or `Failed` follows. A
+    /// backend that decodes results on its own threads reports this
+    /// first, so that the worker does not idle through the decode; one
+    /// that does not send it reports `Done`/`Failed` alone.
+    Returned(WorkerId, TaskId),
     /// The job returned; its result was delivered.
     Done(WorkerId, TaskId),
     /// The job failed; the worker lives on.

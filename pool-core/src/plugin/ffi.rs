@@ -122,6 +122,8 @@ pub enum FfiReport {
     Ready(u64),
     /// [`WorkerReport::StartFailed`].
     StartFailed(u64, RString),
+    /// [`WorkerReport::Returned`] (worker, task).
+    Returned(u64, u64),
     /// [`WorkerReport::Done`] (worker, task).
     Done(u64, u64),
     /// [`WorkerReport::Failed`] (worker, task, error).
@@ -399,6 +401,7 @@ impl From<WorkerReport> for FfiReport {
         match r {
             WorkerReport::Ready(w) => FfiReport::Ready(w.0),
             WorkerReport::StartFailed(w, e) => FfiReport::StartFailed(w.0, e.into()),
+            WorkerReport::Returned(w, t) => FfiReport::Returned(w.0, t.0),
             WorkerReport::Done(w, t) => FfiReport::Done(w.0, t.0),
             WorkerReport::Failed(w, t, e) => FfiReport::Failed(w.0, t.0, e.into()),
             WorkerReport::Exited { worker, pid, cause } => {
@@ -413,6 +416,7 @@ impl From<FfiReport> for WorkerReport {
         match r {
             FfiReport::Ready(w) => WorkerReport::Ready(WorkerId(w)),
             FfiReport::StartFailed(w, e) => WorkerReport::StartFailed(WorkerId(w), e.into()),
+            FfiReport::Returned(w, t) => WorkerReport::Returned(WorkerId(w), TaskId(t)),
             FfiReport::Done(w, t) => WorkerReport::Done(WorkerId(w), TaskId(t)),
             FfiReport::Failed(w, t, e) => WorkerReport::Failed(WorkerId(w), TaskId(t), e.into()),
             FfiReport::Exited { worker, pid, cause } => WorkerReport::Exited {

@@ -123,7 +123,7 @@ use crate::backend::Backend;
 
 /// The version of the plugin ABI: the FFI types of [`ffi`] and what their
 /// methods mean. Bumped on every change; host and plugin must agree.
-pub const PLUGIN_ABI_VERSION: u32 = 1;
+pub const PLUGIN_ABI_VERSION: u32 = 2;
 
 /// Loads the plugin at `path` and makes a backend with its default
 /// options. See the [module docs](self) for the steps and the errors.

@@ -44,6 +44,7 @@ fn reports_and_messages_survive_the_boundary() {
     let reports = [
         WorkerReport::Ready(WorkerId(1)),
         WorkerReport::StartFailed(WorkerId(2), "worker_init failed: x".into()),
+        WorkerReport::Returned(WorkerId(3), TaskId(4)),
         WorkerReport::Done(WorkerId(3), TaskId(4)),
         WorkerReport::Failed(WorkerId(5), TaskId(6), TaskError::panic("p")),
         WorkerReport::Exited { worker: WorkerId(7), pid: Some(99), cause: ExitCause::Code(3) },

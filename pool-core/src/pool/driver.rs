@@ -226,12 +226,22 @@ impl Driver {
             Msg::Report(r) => match r {
                 WorkerReport::Ready(w) => self.sched.worker_ready(w, now),
                 WorkerReport::StartFailed(w, e) => self.sched.worker_start_failed(w, e, now),
-                WorkerReport::Done(w, t) => {
+                WorkerReport::Returned(w, t) => {
                     self.stats.task_ended(w, now);
+                    self.sched.task_returned(w, t, now);
+                }
+                // After `Returned` the worker may be busy with its next task:
+                // its busy time already ended.
+                WorkerReport::Done(w, t) => {
+                    if !self.sched.is_returning(t) {
+                        self.stats.task_ended(w, now);
+                    }
                     self.sched.task_done(w, t, now);
                 }
                 WorkerReport::Failed(w, t, e) => {
-                    self.stats.task_ended(w, now);
+                    if !self.sched.is_returning(t) {
+                        self.stats.task_ended(w, now);
+                    }
                     self.sched.task_failed(w, t, e, now);
                 }
                 WorkerReport::Exited { worker, pid, cause } => {

@@ -110,6 +110,9 @@ pub enum Command {
 enum TaskState {
     Queued,
     Running { worker: WorkerId, deadline: Option<Time> },
+    /// The worker returned it and moved on; its result is being decoded
+    /// ([`Scheduler::task_returned`]). No deadline, nothing to kill.
+    Returning { worker: WorkerId },
 }
 
 #[derive(Clone, Debug)]
@@ -301,6 +304,27 @@ impl Scheduler {
         self.broken = Some(error);
     }
 
+    /// The worker returned its task and takes the next one; the task's
+    /// `task_done` or `task_failed` follows once its result was decoded.
+    pub fn task_returned(&mut self, worker: WorkerId, task: TaskId, now: Time) {
+        let running = matches!(
+            self.tasks.get(&task),
+            Some(TaskSlot { state: TaskState::Running { worker: w, .. }, .. }) if *w == worker
+        );
+        if running
+            && self.release(worker, task, now)
+            && let Some(slot) = self.tasks.get_mut(&task)
+        {
+            slot.state = TaskState::Returning { worker };
+        }
+        self.pump(now);
+    }
+
+    /// Whether `task` was returned and its result is being decoded.
+    pub fn is_returning(&self, task: TaskId) -> bool {
+        self.tasks.get(&task).is_some_and(|t| matches!(t.state, TaskState::Returning { .. }))
+    }
+
     /// The worker's task returned a result.
     pub fn task_done(&mut self, worker: WorkerId, task: TaskId, now: Time) {
         if self.release(worker, task, now) {
@@ -319,12 +343,15 @@ impl Scheduler {
     }
 
     /// Frees `worker` from `task`. Returns whether the report is current (the
-    /// task is still running on that worker); a late report after a timeout
-    /// or cancel is ignored.
+    /// task is still running on that worker, or was returned by it); a late
+    /// report after a timeout or cancel is ignored.
     fn release(&mut self, worker: WorkerId, task: TaskId, now: Time) -> bool {
         let current = matches!(
             self.tasks.get(&task),
-            Some(TaskSlot { state: TaskState::Running { worker: w, .. }, .. }) if *w == worker
+            Some(TaskSlot {
+                state: TaskState::Running { worker: w, .. } | TaskState::Returning { worker: w },
+                ..
+            }) if *w == worker
         );
         if let Some(slot) = self.workers.get_mut(&worker)
             && slot.state == WorkerState::Busy(task)
@@ -409,6 +436,7 @@ impl Scheduler {
         match slot.state {
             TaskState::Queued => self.queued -= 1,
             TaskState::Running { worker, .. } => self.kill_worker(worker),
+            TaskState::Returning { .. } => {}
         }
         self.commands.push_back(Command::Finish(task, Err(TaskError::cancelled())));
         self.pump(now);
@@ -476,7 +504,7 @@ impl Scheduler {
             .running()
             .filter_map(|(_, t)| match t.state {
                 TaskState::Running { deadline, .. } => deadline,
-                TaskState::Queued => None,
+                TaskState::Queued | TaskState::Returning { .. } => None,
             })
             .min();
         let shrink = if self.live_workers() > self.config.min {
@@ -527,6 +555,7 @@ impl Scheduler {
                 match slot.state {
                     TaskState::Queued => self.queued -= 1,
                     TaskState::Running { worker, .. } => self.kill_worker(worker),
+                    TaskState::Returning { .. } => {}
                 }
                 self.commands.push_back(Command::Finish(task, Err(TaskError::cancelled())));
             }

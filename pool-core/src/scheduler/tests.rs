@@ -833,3 +833,91 @@ fn a_worker_that_retired_as_its_task_arrived_does_not_fail_it() {
         "the same task, still its first attempt"
     );
 }
+
+// ---- returned tasks -------------------------------------------------------
+
+#[test]
+fn a_returned_task_frees_its_worker_before_it_finishes() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), TaskOptions::default(), T0);
+    s.submit(t(2), TaskOptions::default(), T0);
+    assert_eq!(drain(&mut s), vec![dispatch(t(1), w(0), 1)]);
+    s.task_returned(w(0), t(1), ms(1));
+    // The worker takes t2 while t1's result is decoded; t1 is still pending.
+    assert_eq!(drain(&mut s), vec![dispatch(t(2), w(0), 1)]);
+    assert!(s.is_returning(t(1)));
+    assert_eq!(s.pending_tasks(), 2);
+    s.task_done(w(0), t(1), ms(2));
+    assert_eq!(drain(&mut s), vec![Command::Finish(t(1), Ok(()))]);
+    // t2 still runs on w0: the late Done of t1 did not make w0 idle.
+    s.submit(t(3), TaskOptions::default(), ms(3));
+    assert_eq!(drain(&mut s), vec![]);
+    s.task_done(w(0), t(2), ms(4));
+    assert_eq!(drain(&mut s), vec![Command::Finish(t(2), Ok(())), dispatch(t(3), w(0), 1)]);
+}
+
+#[test]
+fn a_returned_task_that_fails_to_decode_is_retried_or_fails() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), opts(None, 1), T0);
+    drain(&mut s);
+    s.task_returned(w(0), t(1), ms(1));
+    drain(&mut s);
+    let err = TaskError::new(TaskErrorKind::WorkerLost {
+        worker: w(0),
+        pid: None,
+        cause: ExitCause::Signal(9),
+    });
+    s.task_failed(w(0), t(1), err.clone(), ms(2));
+    assert_eq!(drain(&mut s), vec![dispatch(t(1), w(0), 2)]);
+    s.task_returned(w(0), t(1), ms(3));
+    s.task_failed(w(0), t(1), TaskError::serialization("bad bytes"), ms(4));
+    let f = finishes(&drain(&mut s));
+    assert_eq!(f.len(), 1);
+    assert!(matches!(&f[0].1, Err(e) if matches!(e.kind(), TaskErrorKind::Serialization { .. })));
+}
+
+#[test]
+fn a_returned_task_has_no_deadline_and_cancelling_it_kills_nothing() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), opts(Some(ms(10)), 0), T0);
+    drain(&mut s);
+    s.task_returned(w(0), t(1), ms(5));
+    drain(&mut s);
+    assert_eq!(s.next_deadline(), None);
+    s.tick(ms(50));
+    assert_eq!(drain(&mut s), vec![]);
+    assert!(s.cancel(t(1), ms(51)));
+    assert_eq!(drain(&mut s), vec![Command::Finish(t(1), Err(TaskError::cancelled()))]);
+    // The decode's late Done is ignored.
+    s.task_done(w(0), t(1), ms(52));
+    assert_eq!(drain(&mut s), vec![]);
+}
+
+#[test]
+fn a_returned_task_keeps_a_closing_pool_from_draining() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), TaskOptions::default(), T0);
+    drain(&mut s);
+    s.close(ms(1));
+    s.task_returned(w(0), t(1), ms(2));
+    assert_eq!(drain(&mut s), vec![]);
+    s.task_done(w(0), t(1), ms(3));
+    let cmds = drain(&mut s);
+    assert_eq!(cmds[0], Command::Finish(t(1), Ok(())));
+    assert!(cmds.contains(&Command::StopWorker(w(0), StopReason::Shutdown)));
+}
+
+#[test]
+fn a_stale_return_is_ignored() {
+    let mut s = pool(config(1, 1));
+    s.submit(t(1), opts(Some(ms(10)), 0), T0);
+    drain(&mut s);
+    s.tick(ms(20));
+    drain(&mut s);
+    // The worker was killed for the timeout; its late reports change nothing.
+    s.task_returned(w(0), t(1), ms(21));
+    s.task_done(w(0), t(1), ms(22));
+    assert!(finishes(&drain(&mut s)).is_empty());
+    assert!(!s.is_returning(t(1)));
+}
