@@ -109,10 +109,15 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TaskState {
     Queued,
-    Running { worker: WorkerId, deadline: Option<Time> },
+    Running {
+        worker: WorkerId,
+        deadline: Option<Time>,
+    },
     /// The worker returned it and moved on; its result is being decoded
     /// ([`Scheduler::task_returned`]). No deadline, nothing to kill.
-    Returning { worker: WorkerId },
+    Returning {
+        worker: WorkerId,
+    },
 }
 
 #[derive(Clone, Debug)]
