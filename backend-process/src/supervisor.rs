@@ -201,12 +201,18 @@ pub(crate) fn start(
     let out = Out { stream: write_half, threshold, max_frame, segment: args_segment };
     std::thread::Builder::new()
         .name(format!("shoal-writer-{}", id.0))
-        .spawn(move || writer(out, rx, w_shared))
+        .spawn(move || {
+            shoal_core::latency::short_slice();
+            writer(out, rx, w_shared)
+        })
         .map_err(|e| format!("cannot start a writer thread: {e}"))?;
     let r_shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("shoal-reader-{}", id.0))
-        .spawn(move || reader(ours, child, r_shared, max_frame, results_segment))
+        .spawn(move || {
+            shoal_core::latency::short_slice();
+            reader(ours, child, r_shared, max_frame, results_segment)
+        })
         .map_err(|e| format!("cannot start a reader thread: {e}"))?;
     Ok(ProcessWorker { tx, shared })
 }
