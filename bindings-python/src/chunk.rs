@@ -88,10 +88,10 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    fn new(header: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(header.len() + 4096);
-        buf.extend_from_slice(header);
-        Sink { buf: Mutex::new(buf), keep: header.len() }
+    /// A sink that appends to `buf`, keeping what it holds.
+    fn new(buf: Vec<u8>) -> Self {
+        let keep = buf.len();
+        Sink { buf: Mutex::new(buf), keep }
     }
 
     fn take_bytes(&self) -> Vec<u8> {
@@ -126,23 +126,24 @@ impl Sink {
     }
 }
 
-/// Pickles a chunk with `shoal._codec.encode_chunk_into`, behind `header`.
+/// Writes a chunk into `out` behind `header`: packed when its items are
+/// plain numbers ([`packed::pack_chunk`]), else pickled with
+/// `shoal._codec.encode_chunk_into`.
 fn encode_into(
     py: Python<'_>,
     encode_chunk_into: &Obj,
     header: &[u8],
     (function, mode, items): (&Py<PyBytes>, u8, Bound<'_, PyList>),
-) -> PyResult<Vec<u8>> {
-    let sink = Bound::new(py, Sink::new(header))?;
-    let function = function.clone_ref(py);
-    match packed::pack(&items) {
-        Some(p) => {
-            let p = PyBytes::new(py, &p);
-            encode_chunk_into.call1(py, (&sink, function, mode | packed::PACKED, p))?
-        }
-        None => encode_chunk_into.call1(py, (&sink, function, mode, items))?,
-    };
-    Ok(sink.get().take_bytes())
+    out: &mut Vec<u8>,
+) -> PyResult<()> {
+    out.extend_from_slice(header);
+    if packed::pack_chunk(function.as_bytes(py), mode, &items, out) {
+        return Ok(());
+    }
+    let sink = Bound::new(py, Sink::new(std::mem::take(out)))?;
+    let pickled = encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items));
+    *out = sink.get().take_bytes();
+    pickled.map(drop)
 }
 
 /// Unpickles (or unpacks, see [`packed`]) the results of one chunk.
@@ -291,13 +292,13 @@ pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult
     let decode_results = codec_fn(py, "decode_results")?;
     Ok(Codec::new(
         PY_FUNCTION,
-        move |items: &[Item]| {
+        move |items: &[Item], out: &mut Vec<u8>| {
             Python::attach(|py| {
                 // Moved, not copied: nothing is left to drop without the
                 // lock (see `Item`). A chunk is encoded once.
                 list_of(py, items)
                     .and_then(|list| {
-                        encode_into(py, &encode_chunk_into, &[], (&function, mode, list))
+                        encode_into(py, &encode_chunk_into, &[], (&function, mode, list), out)
                     })
                     .map_err(|e| plain_message(py, &e))
             })
@@ -398,7 +399,7 @@ pub(crate) fn map_codec(
     let decode_store = store.clone();
     Ok(Codec::split(
         PY_MAP_FUNCTION,
-        move |items: &[usize]| {
+        move |items: &[usize], out: &mut Vec<u8>| {
             Python::attach(|py| {
                 let first = items.first().copied().unwrap_or(0) as u64;
                 store
@@ -409,6 +410,7 @@ pub(crate) fn map_codec(
                             &encode_chunk_into,
                             &first.to_le_bytes(),
                             (&function, mode, list),
+                            out,
                         )
                     })
                     .map_err(|e| plain_message(py, &e))

@@ -70,7 +70,6 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;
     m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
     m.add("ITEM_MESSAGES", message::ITEM_MESSAGES)?;
-    m.add("PACKED", packed::PACKED)?;
     m.add_function(wrap_pyfunction!(packed::py_pack, m)?)?;
     m.add_function(wrap_pyfunction!(packed::py_unpack, m)?)?;
     Ok(())

@@ -18,6 +18,7 @@ use shoal_process::WorkerHooks;
 
 use crate::chunk::{MAP_HEADER, MAP_RESULTS_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
 use crate::errors::describe;
+use crate::packed;
 
 struct PythonChunks;
 
@@ -55,8 +56,14 @@ impl NamedFunction for PythonMapChunks {
 fn run_chunk(arguments: &[u8], header: Option<&[u8]>) -> Result<Vec<u8>, String> {
     Python::attach(|py| {
         let run = || -> PyResult<Vec<u8>> {
-            let run_chunk = py.import("shoal._codec")?.getattr("run_chunk")?;
-            let out = with_view(py, arguments, |v| run_chunk.call1((v,)))?;
+            let codec = py.import("shoal._codec")?;
+            let out = if packed::is_packed_chunk(arguments) {
+                let (function, mode, items) = packed::unpack_chunk(py, arguments)?;
+                codec.getattr("run_loaded")?.call1((function, mode, items))?
+            } else {
+                let run_chunk = codec.getattr("run_chunk")?;
+                with_view(py, arguments, |v| run_chunk.call1((v,)))?
+            };
             let (out, first_bad): (Bound<'_, PyBytes>, i64) = out.extract()?;
             let out = out.as_bytes();
             let Some(header) = header else { return Ok(out.to_vec()) };

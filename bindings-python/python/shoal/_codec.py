@@ -11,10 +11,11 @@ One chunk is one task of the Rust core. Both backends run it with
 - parent: ``decode_results(payload)`` unpickles them.
 
 A list of plain numbers (every item exactly ``int`` in 64 bits, or exactly
-``float``) travels packed instead, as 8-byte values (``_shoal.pack``;
-layout and reasons in ``src/packed.rs``): the parent packs a chunk's items
-into its pickle and sets :data:`PACKED` in its mode; the worker packs its
-results when they all are such numbers, and the parent unpacks them.
+``float``) travels packed instead, as 8-byte values (layout and reasons in
+``src/packed.rs``): the parent writes such a chunk without a pickle and
+the worker's Rust side unpacks it for :func:`run_loaded`; the worker packs
+its results when they all are such numbers (``_shoal.pack``), and the
+parent unpacks them.
 
 Each result is the function's return value, or a :class:`Failure` holding
 the exception it raised (and, from a process, its traceback as text).
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
     from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
-from ._shoal import ITEM_MESSAGES, PACKED, pack, running_item, unpack
+from ._shoal import ITEM_MESSAGES, pack, running_item
 
 #: ``f(x)``
 CALL = 0
@@ -227,9 +228,15 @@ def run_chunk(payload: bytes) -> Tuple[bytes, int]:
     the parent need not look at every result to find it."""
     try:
         function, mode, items = pickle.loads(payload)
-        if mode & PACKED:
-            items = unpack(items)
-            mode &= ~PACKED
+    except Exception as e:  # noqa: BLE001
+        raise SerializationError(f"cannot unpickle the task: {e}") from e
+    return run_loaded(function, mode, items)
+
+
+def run_loaded(function: bytes, mode: int, items: List[Any]) -> Tuple[bytes, int]:
+    """:func:`run_chunk` on a chunk already read (a packed chunk: see the
+    module docs)."""
+    try:
         func = _load_function(function) if (mode & ~ITEM_MESSAGES) != EACH else None
     except Exception as e:  # noqa: BLE001
         raise SerializationError(f"cannot unpickle the task: {e}") from e

@@ -7,7 +7,6 @@ __all__ = [
     "Batch",
     "Core",
     "ITEM_MESSAGES",
-    "PACKED",
     "Stream",
     "WORKER_FUNCTION",
     "become_worker",
@@ -24,7 +23,6 @@ __all__ = [
 
 WORKER_FUNCTION: str
 ITEM_MESSAGES: int
-PACKED: int
 
 def progress(fraction: float) -> None: ...
 def log(text: str) -> None: ...

@@ -437,25 +437,18 @@ impl<A, R, F: Fn(A) -> R + Send + Sync> ChunkFn<A, R> for F {
     }
 }
 
-/// Encodes a chunk's items for a worker in another process.
-pub type EncodeChunk<A> = Arc<dyn Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync>;
+/// Encodes a chunk's items for a worker in another process, into `out`:
+/// an empty buffer the pool reuses from chunk to chunk and batch to batch
+/// (its capacity, and so its pages, stay warm: a fresh buffer per chunk
+/// was page-faulted in for every chunk).
+pub type EncodeChunk<A> = Arc<dyn Fn(&[A], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
 /// Decodes a worker's results of a chunk: one per item, in order.
 pub type DecodeChunk<R> =
     Arc<dyn Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync>;
 
-/// Encodes a chunk's items into a buffer the batch reuses (its old
-/// contents are to be replaced).
-type EncodeChunkInto<A> = Arc<dyn Fn(&[A], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
 /// Decodes a worker's results of a chunk as values and sparse errors.
 type DecodeChunkSplit<R> =
     Arc<dyn Fn(&[u8]) -> Result<crate::function::Split<R>, String> + Send + Sync>;
-
-enum Encoder<A> {
-    /// A fresh buffer per chunk ([`Codec::new`]).
-    Fresh(EncodeChunk<A>),
-    /// Into a reused buffer ([`Codec::for_function`]).
-    Into(EncodeChunkInto<A>),
-}
 
 pub(super) enum Decoder<R> {
     /// One `Result` per item ([`Codec::new`]).
@@ -519,23 +512,19 @@ impl<R> Decoder<R> {
 /// make their own (the Python binding pickles).
 pub struct Codec<A, R> {
     function: &'static str,
-    encode: Encoder<A>,
+    encode: EncodeChunk<A>,
     decode: Decoder<R>,
 }
 
 impl<A, R> Codec<A, R> {
     /// Chunks go to the worker's function `function`, encoded and decoded
-    /// by these.
+    /// by these (see [`EncodeChunk`] for the encoder's buffer).
     pub fn new(
         function: &'static str,
-        encode: impl Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+        encode: impl Fn(&[A], &mut Vec<u8>) -> Result<(), String> + Send + Sync + 'static,
         decode: impl Fn(&[u8]) -> Result<Vec<Result<R, String>>, String> + Send + Sync + 'static,
     ) -> Self {
-        Codec {
-            function,
-            encode: Encoder::Fresh(Arc::new(encode)),
-            decode: Decoder::PerItem(Arc::new(decode)),
-        }
+        Codec { function, encode: Arc::new(encode), decode: Decoder::PerItem(Arc::new(decode)) }
     }
 
     /// As [`Codec::new`], with a decoder that returns the values of the
@@ -546,14 +535,10 @@ impl<A, R> Codec<A, R> {
     /// of the time its reader threads spent per chunk).
     pub fn split(
         function: &'static str,
-        encode: impl Fn(&[A]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+        encode: impl Fn(&[A], &mut Vec<u8>) -> Result<(), String> + Send + Sync + 'static,
         decode: impl Fn(&[u8]) -> Result<crate::function::Split<R>, String> + Send + Sync + 'static,
     ) -> Self {
-        Codec {
-            function,
-            encode: Encoder::Fresh(Arc::new(encode)),
-            decode: Decoder::Split(Arc::new(decode)),
-        }
+        Codec { function, encode: Arc::new(encode), decode: Decoder::Split(Arc::new(decode)) }
     }
 
     /// The codec of a named [`Function`] (postcard), as `map_fn` uses: it
@@ -566,7 +551,7 @@ impl<A, R> Codec<A, R> {
     {
         Codec {
             function: f.name(),
-            encode: Encoder::Into(Arc::new(crate::function::encode_chunk_into::<A>)),
+            encode: Arc::new(crate::function::encode_chunk_into::<A>),
             decode: Decoder::Split(Arc::new(crate::function::decode_results_split::<R>)),
         }
     }
@@ -799,10 +784,12 @@ const SPARE_BUFFERS: usize = 2;
 /// An argument buffer of an earlier chunk that nobody else holds any more
 /// (its pages are warm), or a new one.
 fn spare_buffer(buffers: &mut Vec<Arc<Vec<u8>>>) -> Vec<u8> {
-    match buffers.iter().position(|b| Arc::strong_count(b) == 1) {
+    let mut b = match buffers.iter().position(|b| Arc::strong_count(b) == 1) {
         Some(i) => Arc::try_unwrap(buffers.swap_remove(i)).unwrap_or_default(),
         None => Vec::new(),
-    }
+    };
+    b.clear();
+    b
 }
 
 /// Keeps a chunk's argument buffer for reuse once the chunk ended; at most
@@ -850,10 +837,8 @@ where
         let (tx, rx) = crossbeam_channel::unbounded();
         let batch = BatchId(inner.next_batch.fetch_add(1, Ordering::Relaxed));
         let buffers = match named {
-            Some(Codec { encode: Encoder::Into(_), .. }) => {
-                inner.take_buffers().into_iter().map(Arc::new).collect()
-            }
-            _ => Vec::new(),
+            Some(_) => inner.take_buffers().into_iter().map(Arc::new).collect(),
+            None => Vec::new(),
         };
         Engine {
             inner,
@@ -922,13 +907,8 @@ where
         };
         if let Some(named) = &self.named {
             let options = TaskOptions { timeout: self.timeout.map(|t| t * len as u32), retries: 0 };
-            let encoded = match &named.encode {
-                Encoder::Fresh(encode) => encode(&chunk),
-                Encoder::Into(encode) => {
-                    let mut buffer = spare_buffer(&mut self.buffers);
-                    encode(&chunk, &mut buffer).map(|()| buffer)
-                }
-            };
+            let mut buffer = spare_buffer(&mut self.buffers);
+            let encoded = (named.encode)(&chunk, &mut buffer).map(|()| buffer);
             match encoded {
                 Ok(bytes) => {
                     self.chunker.observe_bytes(len, bytes.len());
