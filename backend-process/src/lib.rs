@@ -60,6 +60,7 @@
 mod child;
 #[cfg(feature = "plugin-export")]
 mod export;
+mod latency;
 mod launch;
 pub mod library;
 mod memory;

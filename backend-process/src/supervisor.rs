@@ -202,7 +202,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name(format!("shoal-writer-{}", id.0))
         .spawn(move || {
-            shoal_core::latency::short_slice();
+            crate::latency::short_slice();
             writer(out, rx, w_shared)
         })
         .map_err(|e| format!("cannot start a writer thread: {e}"))?;
@@ -210,7 +210,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name(format!("shoal-reader-{}", id.0))
         .spawn(move || {
-            shoal_core::latency::short_slice();
+            crate::latency::short_slice();
             reader(ours, child, r_shared, max_frame, results_segment)
         })
         .map_err(|e| format!("cannot start a reader thread: {e}"))?;

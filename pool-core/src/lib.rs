@@ -35,8 +35,6 @@ pub mod wire;
 pub mod worker;
 
 #[cfg(feature = "native")]
-pub mod latency;
-#[cfg(feature = "native")]
 mod pool;
 #[cfg(feature = "native")]
 pub use pool::wait;

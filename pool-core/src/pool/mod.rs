@@ -196,10 +196,7 @@ impl PoolBuilder {
         );
         let thread = std::thread::Builder::new()
             .name("shoal-dispatcher".into())
-            .spawn(move || {
-                crate::latency::short_slice();
-                driver.run()
-            })
+            .spawn(move || driver.run())
             .map_err(|e| BuildError::new("backend", format!("cannot start the dispatcher: {e}")))?;
         Ok(Pool {
             inner: Arc::new(Inner {
