@@ -28,16 +28,23 @@ def test_unknown_start_methods_are_refused_by_name():
 
 def test_workers_see_the_environment_of_their_pool():
     os.environ["SHOAL_TEST_ENV"] = "before"
+    os.environ["SHOAL_TEST_GONE"] = "here"
     with shoal.Pool(1) as p:
         assert p.apply(env_value, ("SHOAL_TEST_ENV",)) == "before"
+        assert p.apply(env_value, ("SHOAL_TEST_GONE",)) == "here"
     # The server started with the first pool; a later pool's workers still
-    # get the environment as it is now.
+    # get the environment as it is now: changed, added and removed.
     os.environ["SHOAL_TEST_ENV"] = "after"
+    os.environ["SHOAL_TEST_NEW"] = "new"
+    del os.environ["SHOAL_TEST_GONE"]
     try:
         with shoal.Pool(1) as p:
             assert p.apply(env_value, ("SHOAL_TEST_ENV",)) == "after"
+            assert p.apply(env_value, ("SHOAL_TEST_NEW",)) == "new"
+            assert p.apply(env_value, ("SHOAL_TEST_GONE",)) is None
     finally:
         del os.environ["SHOAL_TEST_ENV"]
+        del os.environ["SHOAL_TEST_NEW"]
 
 
 def test_a_pool_outlives_the_thread_that_made_it():
