@@ -276,8 +276,8 @@ pub(crate) fn die_with_parent(parent: i32) {
 
 /// Turns a freshly forked sibling into a worker of `parent`: moves each
 /// `(fd, number)` to its number, closes every fd above them, asks for
-/// SIGKILL when `parent` dies (and exits if it already has) and applies the
-/// workers' malloc settings (see [`die_with_parent`]).
+/// SIGKILL when `parent` dies (and exits if it already has; see
+/// [`die_with_parent`]).
 #[pyfunction]
 pub(crate) fn become_worker(fds: Vec<(i32, i32)>, parent: i32) -> PyResult<()> {
     let last = || PyOSError::new_err(io::Error::last_os_error().to_string());
@@ -304,11 +304,8 @@ pub(crate) fn become_worker(fds: Vec<(i32, i32)>, parent: i32) -> PyResult<()> {
         // must not stay open in a worker.
         libc::syscall(libc::SYS_close_range, highest + 1, libc::c_uint::MAX, 0);
         die_with_parent(parent);
-        // glibc keeps freed memory instead of returning it to the kernel
-        // after every task (DESIGN.md: numpy temporaries in workers); a
-        // spawned worker gets the same through `MALLOC_*_` variables,
-        // which glibc reads only when a program starts.
-        shoal_process::keep_freed_memory();
+        // The worker loop it runs next keeps freed memory
+        // (`shoal_process::keep_freed_memory`), as every worker's does.
     }
     Ok(())
 }

@@ -56,18 +56,9 @@ pub(crate) fn pack(list: &Bound<'_, PyList>) -> Option<Vec<u8>> {
     pack_into(list, &mut out).then_some(out)
 }
 
-/// Appends the packed bytes of `list` to `out`; `false` (and `out` as it
-/// was) when it must be pickled.
+/// Appends the packed bytes of `list` to `out`; `false` when it must be
+/// pickled (`out` then holds a partial packing, which the caller drops).
 fn pack_into(list: &Bound<'_, PyList>, out: &mut Vec<u8>) -> bool {
-    let start = out.len();
-    let packed = pack_values(list, out);
-    if !packed {
-        out.truncate(start);
-    }
-    packed
-}
-
-fn pack_values(list: &Bound<'_, PyList>, out: &mut Vec<u8>) -> bool {
     let n = list.len();
     if n < MIN_ITEMS {
         return false;

@@ -288,23 +288,26 @@ fn decode_with<R: DeserializeOwned + 'static>(
     bytes: &[u8],
     mut push: impl FnMut(R),
 ) -> Result<(u64, Vec<(usize, String)>), String> {
-    let Some((head, mut body)) = bytes.split_first_chunk::<8>() else {
+    let Some((head, body)) = bytes.split_first_chunk::<8>() else {
         return Err(format!("{} bytes are too short for the results' header", bytes.len()));
     };
     let values = u64::from_le_bytes(*head);
-    if let Some(w) = fixed::width::<R>() {
-        let (fixed_values, rest) = body.split_at(fixed::body_len(values, w, body.len())?);
-        for v in fixed_values.chunks_exact(w) {
-            push(fixed::get::<R>(v)?);
+    let mut de = match fixed::width::<R>() {
+        Some(w) => {
+            let (fixed_values, rest) = body.split_at(fixed::body_len(values, w, body.len())?);
+            for v in fixed_values.chunks_exact(w) {
+                push(fixed::get::<R>(v)?);
+            }
+            postcard::Deserializer::from_bytes(rest)
         }
-        body = rest;
-    }
-    let mut de = postcard::Deserializer::from_bytes(body);
-    if fixed::width::<R>().is_none() {
-        for _ in 0..values {
-            push(R::deserialize(&mut de).map_err(|e| e.to_string())?);
+        None => {
+            let mut de = postcard::Deserializer::from_bytes(body);
+            for _ in 0..values {
+                push(R::deserialize(&mut de).map_err(|e| e.to_string())?);
+            }
+            de
         }
-    }
+    };
     let errors: Vec<(u64, String)> =
         Deserialize::deserialize(&mut de).map_err(|e| e.to_string())?;
     let rest = de.finalize().map_err(|e| e.to_string())?;
