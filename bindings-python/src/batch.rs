@@ -35,8 +35,10 @@ use crate::errors::batch_error;
 use crate::interrupt::SIGNAL_CHECK;
 use crate::store::{Indices, Part, Store};
 
-/// Results the pump may hold ahead of the consumer.
-pub(crate) const PUMP_CAPACITY: usize = 8192;
+/// Results the pump may hold ahead of the consumer: two of the largest
+/// lazy chunks (the core's `LAZY_CHUNK_CAP`), so that the pump can queue
+/// a chunk's results while the consumer reads the one before.
+pub(crate) const PUMP_CAPACITY: usize = 2 * shoal_core::LAZY_CHUNK_CAP;
 
 /// The exception a batch's input raised, re-raised after its results.
 pub(crate) type InputError = Arc<Mutex<Option<PyErr>>>;

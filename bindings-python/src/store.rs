@@ -41,7 +41,7 @@ use crate::chunk::Obj;
 /// lazy chunk's worth (the core's `LAZY_CHUNK_CAP`), so that the pump asks
 /// for the lock about once per chunk while the consumer holds it draining
 /// results (each ask can wait for the interpreter's switch interval).
-pub(crate) const PULL: usize = 4096;
+pub(crate) const PULL: usize = shoal_core::LAZY_CHUNK_CAP;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -29,7 +29,7 @@ use crate::stats::Insights;
 
 pub use batch::{
     BatchBuilder, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, Imap,
-    MapUnordered, OnMessage,
+    LAZY_CHUNK_CAP, MapUnordered, OnMessage,
 };
 pub use events::{BatchId, PoolEvent};
 pub use handle::{Message, Messages, TaskHandle};
