@@ -480,6 +480,18 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// With `values`, the next result of the part being read if it is a
+    /// plain value: a new reference. Runs no Python code and does not
+    /// panic; call with the interpreter lock held (`crate::iternext`).
+    pub(crate) fn next_ready(&self) -> Option<*mut ffi::PyObject> {
+        if !self.values {
+            return None;
+        }
+        lock(&self.taken).part.as_mut().and_then(Reading::next_clean)
+    }
+}
+
 /// `shoal._codec.Failure`, looked up once.
 fn failure_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -508,13 +520,12 @@ impl Batch {
         slf
     }
 
+    /// The slow path of iteration: `crate::iternext` returns ready values
+    /// without coming here.
     fn __next__(&self, py: Python<'_>) -> PyResult<Obj> {
-        if self.values {
-            let clean = lock(&self.taken).part.as_mut().and_then(Reading::next_clean);
-            if let Some(v) = clean {
-                // SAFETY: `next_clean` returned a new reference.
-                return Ok(unsafe { Bound::from_owned_ptr(py, v) }.unbind());
-            }
+        if let Some(v) = self.next_ready() {
+            // SAFETY: `next_ready` returned a new reference.
+            return Ok(unsafe { Bound::from_owned_ptr(py, v) }.unbind());
         }
         self.next_outcome(py, None)
     }

@@ -4,7 +4,8 @@
 //! `multiprocessing.Pool` and `concurrent.futures` API; this module gives it
 //! the Rust core underneath:
 //! - [`pool::Core`]: one `shoal_core::Pool` on the threads or process
-//!   backend; [`batch::Batch`], the iterator over one batch's results;
+//!   backend; [`batch::Batch`], the iterator over one batch's results
+//!   ([`iternext`]: its iterator slot, fast for ready values);
 //! - [`chunk`]: how a chunk of Python items runs (threads: a direct call
 //!   under the interpreter lock, once per chunk) or travels (process:
 //!   pickled by `shoal._codec`);
@@ -23,6 +24,7 @@ mod chunk;
 mod errors;
 mod forkserver;
 mod interrupt;
+mod iternext;
 mod message;
 mod packed;
 mod pool;
@@ -59,6 +61,7 @@ fn worker_id() -> Option<u64> {
 fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::Core>()?;
     m.add_class::<batch::Batch>()?;
+    iternext::install(&m.py().get_type::<batch::Batch>())?;
     m.add_class::<batch::Stream>()?;
     m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;

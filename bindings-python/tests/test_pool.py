@@ -87,6 +87,32 @@ def test_exceptions_keep_their_type_and_remote_traceback(pool):
     assert pool.map(square, [3]) == [9]
 
 
+def test_imap_iterated_every_way_sees_each_result_once(pool):
+    # `for` and `next(it)` take ready values through the type's iterator
+    # slot; `it.next(timeout)` and `it.__next__()` through the method;
+    # failures through the slow path. All read the same place.
+    n = 50_000
+    items = [*range(4, n), 3, *range(n, 2 * n)]
+    it = pool.imap(fail_on_3, iter(items))
+    got = []
+    for x in it:
+        got.append(x)
+        if len(got) == 1000:
+            break
+    got.append(next(it))
+    got.append(it.next(timeout=30))
+    got.append(it.__next__())
+    for x in it:
+        got.append(x)
+        if len(got) == 30_000:
+            break
+    with pytest.raises(KeyError):
+        for x in it:
+            got.append(x)
+    got.extend(it)
+    assert got == [x for x in items if x != 3]
+
+
 def test_unpicklable_exception_becomes_remote_error(process_pool):
     with pytest.raises(shoal.RemoteError, match="NeedsTwoArgs"):
         process_pool.apply(raise_unpicklable, (0,))
