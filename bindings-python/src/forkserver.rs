@@ -25,6 +25,26 @@
 //!   NUL-terminated.
 //! - Reply (server to pool): the worker's pid as a signed 8-byte
 //!   little-endian integer, or a negative errno if the fork failed.
+//! - Import request: the same length, no fds, then `n` bytes: the count
+//!   [`IMPORT`] (`0xFFFF_FFFF`), a module's name and the pool process's
+//!   `sys.path` entries, each NUL-terminated. The server imports the module
+//!   with that path. Reply: 0 (imported), 1 (the import raised: the server
+//!   goes on without it) or -1: the import left the server with more than
+//!   one thread, so forking it is no longer safe; it exits after the
+//!   reply, the pool starts a new server and asks for no more imports.
+//!
+//! # Imports ahead of the workers
+//! A worker imports the module of each task function it unpickles; a
+//! fresh worker pays for that on its first task (py-W4, a pool started
+//! for one task: ~2 ms of a ~7 ms cycle to compile `work.py` when no
+//! bytecode cache is written). `multiprocessing`'s fork server imports the
+//! main module in the server for the same reason. Here the pool names the
+//! module of each function it sends to workers ([`forkserver_preload`];
+//! only modules the pool's process imported itself, see
+//! `shoal._forkserver.preload_for`), and the server imports it before its
+//! next fork, so later workers start with it. A module whose import
+//! starts a thread (a fork of a threaded process can inherit a held
+//! lock) ends that: see the import reply above.
 //!
 //! The pool's side ([`ForkServer`]) is Rust, so that starting a worker
 //! never waits for the interpreter lock (a supervisor thread would wait
@@ -67,6 +87,13 @@ struct Server {
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// The count that marks an import request (see the module docs).
+const IMPORT: u32 = u32::MAX;
+
+/// Import requests for the server's next fork, and whether imports are
+/// off for good (one left a server with threads, or broke it).
+static PRELOAD: Mutex<(Vec<Vec<u8>>, bool)> = Mutex::new((Vec::new(), false));
 
 type Spawn = Box<dyn FnOnce() -> io::Result<Child> + Send>;
 /// A spawn for the keeper thread, and where its outcome goes.
@@ -198,6 +225,54 @@ fn ask(server: &Server, launch: &Launch, body: &[u8]) -> io::Result<i64> {
     Ok(i64::from_le_bytes(reply))
 }
 
+/// Sends the pending import requests to `server`; false if it is no
+/// longer usable (it must be replaced), which also ends imports.
+fn preload(server: &Server) -> bool {
+    let pending = {
+        let mut p = PRELOAD.lock().unwrap_or_else(|e| e.into_inner());
+        if p.1 {
+            p.0.clear();
+        }
+        std::mem::take(&mut p.0)
+    };
+    for body in pending {
+        let sock = &server.sock;
+        let reply = (|| -> io::Result<i64> {
+            (&*sock).write_all(&(body.len() as u64).to_le_bytes())?;
+            (&*sock).write_all(&body)?;
+            let mut reply = [0u8; 8];
+            (&*sock).read_exact(&mut reply)?;
+            Ok(i64::from_le_bytes(reply))
+        })();
+        if !matches!(reply, Ok(0 | 1)) {
+            let mut p = PRELOAD.lock().unwrap_or_else(|e| e.into_inner());
+            *p = (Vec::new(), true);
+            return false;
+        }
+    }
+    true
+}
+
+/// `_shoal.forkserver_preload(module, path)`: asks this process's fork
+/// server to import `module` (with `path` as `sys.path`) before its next
+/// fork (see the module docs).
+#[pyfunction]
+pub(crate) fn forkserver_preload(module: &str, path: Vec<String>) -> PyResult<()> {
+    let mut body = IMPORT.to_le_bytes().to_vec();
+    for s in std::iter::once(module).chain(path.iter().map(String::as_str)) {
+        if s.contains('\0') {
+            return Ok(()); // not a path the server could use: the worker imports it
+        }
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    let mut p = PRELOAD.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.1 {
+        p.0.push(body);
+    }
+    Ok(())
+}
+
 impl Launcher for ForkServer {
     fn launch(&self, launch: &Launch) -> io::Result<u32> {
         let body = request(launch)?;
@@ -215,6 +290,10 @@ impl Launcher for ForkServer {
                 }
                 *server = Some(self.start()?);
                 fresh = true;
+            }
+            if !preload(server.as_ref().expect("started above")) {
+                retire(server.take().expect("started above"));
+                continue; // imports are off now: the next server forks at once
             }
             match ask(server.as_ref().expect("started above"), launch, &body) {
                 Ok(reply) => break reply,

@@ -71,6 +71,7 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(forkserver::fork_sibling, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::become_worker, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(forkserver::forkserver_preload, m)?)?;
     m.add("WORKER_FUNCTION", chunk::PY_FUNCTION)?;
     m.add("ITEM_MESSAGES", message::ITEM_MESSAGES)?;
     m.add_function(wrap_pyfunction!(packed::py_pack, m)?)?;

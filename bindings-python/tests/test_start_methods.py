@@ -142,3 +142,85 @@ def test_a_forked_copy_of_the_pool_process_starts_its_own_server():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _run_script(*parts):
+    """Runs the script made of `parts` in a fresh interpreter beside the
+    tasks (the fork server and its imports belong to a process; these tests
+    must not share it)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "".join(textwrap.dedent(p) for p in parts)],
+        cwd=os.path.dirname(__file__),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+_SERVERS = """
+    import os
+    def servers():
+        # This process's fork servers (run when no worker is alive: workers
+        # are forks of a server, with its command line).
+        def ours(d):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    return ppid == os.getpid() and b"shoal._forkserver" in f.read()
+            except OSError:
+                return False
+        return {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
+    def one_call(func, *args):
+        p = shoal.Pool(1)
+        out = p.apply(func, args)
+        p.close()
+        p.join()
+        return out
+"""
+
+
+def test_the_server_imports_task_modules_ahead_of_later_workers():
+    _run_script(
+        """
+        import shoal, preload_probe
+        """,
+        _SERVERS,
+        """
+        # The call names the module; the server imports it before its next
+        # fork (this pool's worker, if it was not forked yet, or the next).
+        one_call(preload_probe.where)
+        worker, imported_in = one_call(preload_probe.where)
+        assert imported_in not in (worker, os.getpid()), (worker, imported_in)
+        assert servers() == {imported_in}
+        # Closures travel by value: their module is not imported for them.
+        assert one_call(lambda: 7) == 7
+        """
+    )
+
+
+def test_an_import_that_starts_a_thread_retires_the_server():
+    _run_script(
+        """
+        import shoal, preload_probe, threads_at_import
+        from tasks import square
+        """,
+        _SERVERS,
+        """
+        assert one_call(square, 3) == 9
+        first = servers()
+        # The server imports threads_at_import before its next fork (for
+        # one of these two pools), runs two threads then, says so and
+        # exits; a new server forks the worker.
+        assert one_call(threads_at_import.double, 2) == 4
+        assert one_call(threads_at_import.double, 3) == 6
+        second = servers()
+        assert len(first) == len(second) == 1 and first != second, (first, second)
+        # No more imports ahead: each worker imports its task's module.
+        for _ in range(2):
+            worker, imported_in = one_call(preload_probe.where)
+            assert imported_in == worker
+        assert servers() == second
+        """
+    )

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Dict, List, Tuple
+import sys
+from typing import Any, Dict, List, Set, Tuple
 
 from . import _shoal
 
 _LENGTH = 8
+#: The count that marks an import request (``forkserver.rs``).
+_IMPORT = 0xFFFF_FFFF
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
@@ -55,6 +58,13 @@ def serve() -> None:
         except OSError:  # ConnectionError included
             return
         (count,) = struct.unpack_from("<I", body)
+        if count == _IMPORT:
+            name, *path = (s.decode("utf-8", "surrogateescape") for s in body[4:].split(b"\0")[:-1])
+            status = _import(name, path)
+            sock.sendall(status.to_bytes(_LENGTH, "little", signed=True))
+            if status < 0:
+                return
+            continue
         targets = list(struct.unpack_from(f"<{count}i", body, 4))
         strings = body[4 + 4 * count :].split(b"\0")[:-1]
         cwd, entries = strings[0], strings[1:]
@@ -67,6 +77,46 @@ def serve() -> None:
         for fd in fds:
             os.close(fd)
         sock.sendall(pid.to_bytes(_LENGTH, "little", signed=True))
+
+
+def _import(name: str, path: List[str]) -> int:
+    """Imports ``name`` for the workers forked after it: 0 if it imported,
+    1 if it raised, -1 if this process now runs more than one thread (it
+    must not fork any more)."""
+    sys.path[:] = path
+    try:
+        __import__(name)
+        status = 0
+    except BaseException:  # noqa: BLE001 - the worker will import it and report
+        status = 1
+    return status if len(os.listdir("/proc/self/task")) == 1 else -1
+
+
+#: Modules this process asked its fork server to import.
+_asked: Set[str] = set()
+
+
+def preload_for(func: Any) -> None:
+    """The pool's side: asks the fork server to import the module of
+    ``func`` (a ``functools.partial``'s function too) before its next fork,
+    once per module, when the workers import it to unpickle ``func``: a
+    module-level name of a module this process imported from a file (so
+    its import is known to work here); not ``__main__`` (its functions
+    travel by value) nor shoal's own (the server has them)."""
+    target = getattr(func, "func", func)
+    name = getattr(target, "__module__", None)
+    if not isinstance(name, str) or name in _asked:
+        return
+    module = sys.modules.get(name)
+    if name == "__main__" or name.partition(".")[0] == "shoal" or getattr(module, "__file__", None) is None:
+        return
+    found: Any = module
+    for part in str(getattr(target, "__qualname__", "<>")).split("."):
+        found = getattr(found, part, None)
+    if found is not target:
+        return  # a closure or lambda: pickled by value, its module not imported
+    _asked.add(name)
+    _shoal.forkserver_preload(name, [p for p in sys.path if isinstance(p, str)])
 
 
 def _become_worker(

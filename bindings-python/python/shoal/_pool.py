@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _codec, _context, _shoal
+from . import _codec, _context, _forkserver, _shoal
 from ._codec import CALL, STAR, Failure
 from ._worker import to_env
 
@@ -73,7 +73,8 @@ def _large_item_chunksize(iterable: Any) -> Optional[int]:
 #: ``forkserver`` (the default): workers are forked from a single-threaded
 #: server process that imported shoal once (``shoal._forkserver``): a
 #: millisecond per worker instead of tens, and safe, as no other thread holds
-#: a lock at the fork. ``spawn``: a new interpreter per worker. (Forking the
+#: a lock at the fork. The server also imports the modules of the pool's
+#: task functions (``_forkserver.preload_for``). ``spawn``: a new interpreter per worker. (Forking the
 #: pool's own process, ``fork``, is left out: a pool runs threads, and a lock
 #: one of them held at the fork would stay locked in the worker.)
 START_METHODS = ("forkserver", "spawn")
@@ -356,6 +357,7 @@ class Pool:
         self._processes = processes
         self._backend = backend
         self._process = backend == "process"
+        self._preload = self._process and start_method in (None, "forkserver")
         setup = _context.Setup(
             initializer=initializer,
             initargs=initargs,
@@ -418,6 +420,8 @@ class Pool:
         the workers call it (with the worker's context when asked for) and,
         for worker processes, pickled."""
         self._check_call(func, chunksize, check)
+        if self._preload:
+            _forkserver.preload_for(func)
         if self._wrap:
             func = _context.WithContext(func)
         return func, (_codec.dump_function(func) if self._process else None)

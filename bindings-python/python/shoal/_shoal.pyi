@@ -12,6 +12,7 @@ __all__ = [
     "become_worker",
     "die_with_parent",
     "fork_sibling",
+    "forkserver_preload",
     "log",
     "pack",
     "progress",
@@ -34,6 +35,7 @@ def worker_main(init: Optional[Any] = None, exit: Optional[Any] = None) -> None:
 def fork_sibling() -> int: ...
 def become_worker(fds: Sequence[Tuple[int, int]], parent: int) -> None: ...
 def die_with_parent(parent: int) -> None: ...
+def forkserver_preload(module: str, path: List[str]) -> None: ...
 @final
 class Core:
     def __new__(
