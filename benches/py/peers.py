@@ -69,7 +69,8 @@ Peers run at their best W6 chunksize (backend `<pool>-best`), shoal with
 default settings.
 
 --quick shortens: 3 repetitions instead of 7 (W1, W5, W6), 2 instead of 5
-for the slow workloads (W2, W3), 3 W4 cycles instead of 10, at most ~2 s
+for the slow workloads (W2, W3), 7 W4 cycles instead of 10 (a cycle takes
+milliseconds, and three made a noisy median), at most ~2 s
 of repetitions per row instead of ~30 s, 5k instead of 20k items for the
 one-future-per-item default rows of concurrent.futures and loky (W1, W6),
 20k instead of 100k for the other default-chunksize W6 rows, one search run
@@ -162,7 +163,7 @@ class Config:
         self.quick = quick
         self.reps = 3 if quick else 7
         self.slow_reps = 2 if quick else 5
-        self.cycles = 3 if quick else 10
+        self.cycles = 7 if quick else 10
         # Seconds of repetitions after which a row stops repeating.
         self.budget = 2.0 if quick else 30.0
         self.search_reps = 1 if quick else 3
