@@ -53,28 +53,49 @@ const MIN_ITEMS: usize = 8;
 /// The packed bytes of `list`, or `None` when it must be pickled.
 pub(crate) fn pack(list: &Bound<'_, PyList>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    pack_into(list, &mut out).then_some(out)
+    // SAFETY: the items of a list we hold, with the interpreter lock held;
+    // `pack_into` runs no Python code, so the list cannot change.
+    let items = unsafe { items_of(list, 0, list.len()) }?;
+    pack_into(items, &mut out).then_some(out)
 }
 
-/// Appends the packed bytes of `list` to `out`; `false` when it must be
+/// The items `from..to` of `list` as borrowed pointers, if it has them.
+///
+/// # Safety
+/// The slice is valid while `list` is alive and unchanged: use it with the
+/// interpreter lock held and without running Python code.
+pub(crate) unsafe fn items_of<'a>(
+    list: &'a Bound<'_, PyList>,
+    from: usize,
+    to: usize,
+) -> Option<&'a [*mut ffi::PyObject]> {
+    if from > to || to > list.len() {
+        return None;
+    }
+    // SAFETY: `ob_item` holds `len` live references (see above).
+    unsafe {
+        let items = (*list.as_ptr().cast::<ffi::PyListObject>()).ob_item;
+        Some(if to == from { &[] } else { std::slice::from_raw_parts(items.add(from), to - from) })
+    }
+}
+
+/// Appends the packed bytes of `items` to `out`; `false` when they must be
 /// pickled (`out` then holds a partial packing, which the caller drops).
-fn pack_into(list: &Bound<'_, PyList>, out: &mut Vec<u8>) -> bool {
-    let n = list.len();
+/// `items` are live objects that stay so (see [`items_of`]).
+fn pack_into(items: &[*mut ffi::PyObject], out: &mut Vec<u8>) -> bool {
+    let n = items.len();
     if n < MIN_ITEMS {
         return false;
     }
-    let p = list.as_ptr();
-    // SAFETY: with the interpreter lock held, each slot below the list's
-    // length holds a live object; the loops below run no Python code (an
-    // exact `int` or `float` converts without calling back), so the list
-    // cannot change under them.
+    // SAFETY: each pointer is a live object (the caller's promise); the
+    // loops below run no Python code (an exact `int` or `float` converts
+    // without calling back).
     unsafe {
-        let ty = ffi::Py_TYPE(ffi::PyList_GET_ITEM(p, 0));
+        let ty = ffi::Py_TYPE(items[0]);
         out.reserve(1 + 8 * n);
         if ty == &raw mut ffi::PyLong_Type {
             out.push(INTS);
-            for i in 0..n {
-                let x = ffi::PyList_GET_ITEM(p, i as ffi::Py_ssize_t);
+            for &x in items {
                 if ffi::Py_TYPE(x) != ty {
                     return false;
                 }
@@ -87,8 +108,7 @@ fn pack_into(list: &Bound<'_, PyList>, out: &mut Vec<u8>) -> bool {
             }
         } else if ty == &raw mut ffi::PyFloat_Type {
             out.push(FLOATS);
-            for i in 0..n {
-                let x = ffi::PyList_GET_ITEM(p, i as ffi::Py_ssize_t);
+            for &x in items {
                 if ffi::Py_TYPE(x) != ty {
                     return false;
                 }
@@ -103,11 +123,11 @@ fn pack_into(list: &Bound<'_, PyList>, out: &mut Vec<u8>) -> bool {
 
 /// Appends a chunk of `function` (pickled) called in `mode` on `items`,
 /// packed, to `out`; `false` (and `out` as it was) when the items must be
-/// pickled.
+/// pickled. `items` as for [`pack_into`].
 pub(crate) fn pack_chunk(
     function: &[u8],
     mode: u8,
-    items: &Bound<'_, PyList>,
+    items: &[*mut ffi::PyObject],
     out: &mut Vec<u8>,
 ) -> bool {
     let Ok(len) = u32::try_from(function.len()) else { return false };

@@ -193,23 +193,46 @@ impl Store {
         })
     }
 
-    /// The items of a chunk: consecutive indices, as the core cuts them.
+    /// The items of a chunk (consecutive indices, as the core cuts them)
+    /// as a list.
     pub(crate) fn slice<'py>(
         &self,
         py: Python<'py>,
         indices: &[usize],
     ) -> PyResult<Bound<'py, PyList>> {
+        joined(py, &self.pieces(py, indices)?)
+    }
+
+    /// The items of a chunk as ranges `(list, from, to)` of the lists that
+    /// hold them: one for a list input or a chunk inside one pulled block
+    /// (so that its items can be read in place, see
+    /// `crate::chunk::map_codec`), several across blocks. Blocks whose
+    /// every item was taken leave the store.
+    pub(crate) fn pieces<'py>(
+        &self,
+        py: Python<'py>,
+        indices: &[usize],
+    ) -> PyResult<Vec<(Bound<'py, PyList>, usize, usize)>> {
         let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
         if indices.last().is_some_and(|&last| last + 1 != first + n) {
             return Err(PyRuntimeError::new_err("a chunk's items are not consecutive"));
         }
+        let gone =
+            || PyRuntimeError::new_err(format!("items {first}..{} are no longer held", first + n));
         let lazy = match &self.input {
-            Input::List(items, _) => return Ok(items.bind(py).get_slice(first, first + n)),
+            Input::List(items, _) => {
+                let items = items.bind(py);
+                // The caller's list, which may have shrunk since.
+                return if first + n <= items.len() {
+                    Ok(vec![(items.clone(), first, first + n)])
+                } else {
+                    Err(gone())
+                };
+            }
             Input::Lazy(lazy) => lazy,
         };
         // The blocks that hold [first, first + n), with the range of each
-        // to take; blocks whose every item is taken leave the store (and
-        // are dropped below, with no mutex held).
+        // to take; spent blocks are dropped below, with no mutex held.
         let mut pieces = Vec::new();
         let mut spent = Vec::new();
         {
@@ -218,34 +241,18 @@ impl Store {
                 let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
                 if from < to {
                     b.left = b.left.saturating_sub(to - from);
-                    pieces.push((b.items.clone_ref(py), from - b.first, to - b.first));
+                    pieces.push((b.items.bind(py).clone(), from - b.first, to - b.first));
                 }
             }
             while l.blocks.front().is_some_and(|b| b.left == 0) {
                 spent.extend(l.blocks.pop_front());
             }
         }
-        let out = match pieces.as_slice() {
-            [(items, from, to)] => items.bind(py).get_slice(*from, *to),
-            _ => {
-                let out = PyList::empty(py);
-                for (items, from, to) in &pieces {
-                    for x in items.bind(py).get_slice(*from, *to).iter() {
-                        out.append(x)?;
-                    }
-                }
-                out
-            }
-        };
-        drop(pieces);
         drop(spent);
-        if out.len() != n {
-            return Err(PyRuntimeError::new_err(format!(
-                "items {first}..{} are no longer held",
-                first + n
-            )));
+        if pieces.iter().map(|(_, from, to)| to - from).sum::<usize>() != n {
+            return Err(gone());
         }
-        Ok(out)
+        Ok(pieces)
     }
 
     /// Keeps a chunk's results and the offset of its first `Failure`,
@@ -299,6 +306,23 @@ impl Store {
     }
 }
 
+/// The items of `pieces` (from [`Store::pieces`]) as one list.
+pub(crate) fn joined<'py>(
+    py: Python<'py>,
+    pieces: &[(Bound<'py, PyList>, usize, usize)],
+) -> PyResult<Bound<'py, PyList>> {
+    if let [(items, from, to)] = pieces {
+        return Ok(items.get_slice(*from, *to));
+    }
+    let out = PyList::empty(py);
+    for (items, from, to) in pieces {
+        for x in items.get_slice(*from, *to).iter() {
+            out.append(x)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Moves `results` into `out` from slot `first` on (they are left empty
 /// when nobody else holds them, else copied with references of their own)
 /// and returns what those slots held before (a retried chunk's earlier
@@ -345,26 +369,30 @@ fn pull_block<'py>(
     py: Python<'py>,
     iter: &Bound<'py, PyAny>,
 ) -> Result<(Bound<'py, PyList>, bool), (Bound<'py, PyList>, PyErr)> {
-    let block = PyList::empty(py);
-    for _ in 0..PULL {
+    // The items pulled, owned references, made into a list of their
+    // exact length at the end: appending one by one (the list growing)
+    // was a seventh of the pump's time in py-W6.
+    let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(PULL);
+    let mut outcome = Ok(false);
+    while items.len() < PULL {
         // SAFETY: `iter` is an iterator (from `try_iter`); `PyIter_Next`
         // returns a new reference, or null at the end or on an error.
-        let next = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyIter_Next(iter.as_ptr())) };
-        match next {
-            Some(x) => {
-                if let Err(e) = block.append(x) {
-                    return Err((block, e));
-                }
-            }
+        match unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyIter_Next(iter.as_ptr())) } {
+            Some(x) => items.push(x),
             None => {
-                return match PyErr::take(py) {
-                    Some(e) => Err((block, e)),
-                    None => Ok((block, true)),
-                };
+                outcome = PyErr::take(py).map_or(Ok(true), Err);
+                break;
             }
         }
     }
-    Ok((block, false))
+    let block = match PyList::new(py, items) {
+        Ok(block) => block,
+        Err(e) => return Err((PyList::empty(py), e)),
+    };
+    match outcome {
+        Ok(ended) => Ok((block, ended)),
+        Err(e) => Err((block, e)),
+    }
 }
 
 /// The items of a [`Store`] as the core sees them: their indices.
