@@ -140,7 +140,7 @@ fn encode_into(
     // SAFETY: a list we hold, with the interpreter lock held; packing runs
     // no Python code.
     let objects = unsafe { packed::items_of(&items, 0, items.len()) };
-    if objects.is_some_and(|o| packed::pack_chunk(function.as_bytes(py), mode, o, out)) {
+    if objects.is_some_and(|o| packed::pack_chunk(function.as_bytes(py), mode, &[o], out)) {
         return Ok(());
     }
     let sink = Bound::new(py, Sink::new(std::mem::take(out)))?;
@@ -408,17 +408,19 @@ pub(crate) fn map_codec(
                 let encode = |out: &mut Vec<u8>| -> PyResult<()> {
                     let pieces = store.pieces(py, items)?;
                     let header = first.to_le_bytes();
-                    // Items in one list are packed where they are, without
-                    // a list of their own (py-W1: cutting and freeing the
-                    // slices was a sixth of the encoding thread's time).
-                    if let [(list, from, to)] = pieces.as_slice() {
+                    // Items are packed where they are, without a list of
+                    // their own (py-W1: cutting and freeing the slices was
+                    // a sixth of the encoding thread's time).
+                    // SAFETY: ranges of lists we hold, with the interpreter
+                    // lock held; packing runs no Python code.
+                    let objects: Option<Vec<_>> = pieces
+                        .iter()
+                        .map(|(list, from, to)| unsafe { packed::items_of(list, *from, *to) })
+                        .collect();
+                    if let Some(parts) = objects {
                         let start = out.len();
                         out.extend_from_slice(&header);
-                        // SAFETY: a range of a list we hold, with the
-                        // interpreter lock held; packing runs no Python code.
-                        let objects = unsafe { packed::items_of(list, *from, *to) };
-                        let function = function.as_bytes(py);
-                        if objects.is_some_and(|o| packed::pack_chunk(function, mode, o, out)) {
+                        if packed::pack_chunk(function.as_bytes(py), mode, &parts, out) {
                             return Ok(());
                         }
                         out.truncate(start);

@@ -56,7 +56,7 @@ pub(crate) fn pack(list: &Bound<'_, PyList>) -> Option<Vec<u8>> {
     // SAFETY: the items of a list we hold, with the interpreter lock held;
     // `pack_into` runs no Python code, so the list cannot change.
     let items = unsafe { items_of(list, 0, list.len()) }?;
-    pack_into(items, &mut out).then_some(out)
+    pack_into(&[items], &mut out).then_some(out)
 }
 
 /// The items `from..to` of `list` as borrowed pointers, if it has them.
@@ -79,11 +79,13 @@ pub(crate) unsafe fn items_of<'a>(
     }
 }
 
-/// Appends the packed bytes of `items` to `out`; `false` when they must be
-/// pickled (`out` then holds a partial packing, which the caller drops).
-/// `items` are live objects that stay so (see [`items_of`]).
-fn pack_into(items: &[*mut ffi::PyObject], out: &mut Vec<u8>) -> bool {
-    let n = items.len();
+/// Appends the packed bytes of the items of `parts` (one list's worth,
+/// in pieces) to `out`; `false` when they must be pickled (`out` then
+/// holds a partial packing, which the caller drops). The items are live
+/// objects that stay so (see [`items_of`]).
+fn pack_into(parts: &[&[*mut ffi::PyObject]], out: &mut Vec<u8>) -> bool {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    let Some(&head) = parts.iter().find_map(|p| p.first()) else { return false };
     if n < MIN_ITEMS {
         return false;
     }
@@ -91,11 +93,11 @@ fn pack_into(items: &[*mut ffi::PyObject], out: &mut Vec<u8>) -> bool {
     // loops below run no Python code (an exact `int` or `float` converts
     // without calling back).
     unsafe {
-        let ty = ffi::Py_TYPE(items[0]);
+        let ty = ffi::Py_TYPE(head);
         out.reserve(1 + 8 * n);
         if ty == &raw mut ffi::PyLong_Type {
             out.push(INTS);
-            for &x in items {
+            for &x in parts.iter().copied().flatten() {
                 if ffi::Py_TYPE(x) != ty {
                     return false;
                 }
@@ -108,7 +110,7 @@ fn pack_into(items: &[*mut ffi::PyObject], out: &mut Vec<u8>) -> bool {
             }
         } else if ty == &raw mut ffi::PyFloat_Type {
             out.push(FLOATS);
-            for &x in items {
+            for &x in parts.iter().copied().flatten() {
                 if ffi::Py_TYPE(x) != ty {
                     return false;
                 }
@@ -121,13 +123,13 @@ fn pack_into(items: &[*mut ffi::PyObject], out: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Appends a chunk of `function` (pickled) called in `mode` on `items`,
-/// packed, to `out`; `false` (and `out` as it was) when the items must be
-/// pickled. `items` as for [`pack_into`].
+/// Appends a chunk of `function` (pickled) called in `mode` on the items
+/// of `parts`, packed, to `out`; `false` (and `out` as it was) when the
+/// items must be pickled. `parts` as for [`pack_into`].
 pub(crate) fn pack_chunk(
     function: &[u8],
     mode: u8,
-    items: &[*mut ffi::PyObject],
+    parts: &[&[*mut ffi::PyObject]],
     out: &mut Vec<u8>,
 ) -> bool {
     let Ok(len) = u32::try_from(function.len()) else { return false };
@@ -136,7 +138,7 @@ pub(crate) fn pack_chunk(
     out.push(mode);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(function);
-    if !pack_into(items, out) {
+    if !pack_into(parts, out) {
         out.truncate(start);
         return false;
     }

@@ -204,10 +204,9 @@ impl Store {
     }
 
     /// The items of a chunk as ranges `(list, from, to)` of the lists that
-    /// hold them: one for a list input or a chunk inside one pulled block
-    /// (so that its items can be read in place, see
-    /// `crate::chunk::map_codec`), several across blocks. Blocks whose
-    /// every item was taken leave the store.
+    /// hold them (the input list, or the pulled blocks the chunk spans),
+    /// so that they can be read in place (see `crate::chunk::map_codec`).
+    /// Blocks whose every item was taken leave the store.
     pub(crate) fn pieces<'py>(
         &self,
         py: Python<'py>,
