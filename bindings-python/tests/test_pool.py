@@ -167,7 +167,8 @@ def test_imap_over_a_generator_in_chunks_that_span_its_blocks(pool, ordered):
     # A big int in every chunk: the chunks are pickled, not packed.
     items = [x if x % 1000 else 2**70 + x for x in range(n)]
     got = list(imap(square, iter(items), chunksize=3000))
-    assert (got if ordered else sorted(got)) == sorted(x * x for x in items)
+    expected = [x * x for x in items]
+    assert got == expected if ordered else sorted(got) == sorted(expected)
 
 
 def test_imap_runs_the_items_before_an_input_error(pool):
