@@ -127,22 +127,28 @@ impl Sink {
 }
 
 /// Writes a chunk into `out` behind `header`: packed when its items are
-/// plain numbers ([`packed::pack_chunk`]), else pickled with
-/// `shoal._codec.encode_chunk_into`.
+/// plain numbers ([`packed::pack_chunk`], read where they are: cutting and
+/// freeing a list of them was a sixth of py-W1's encoding time), else
+/// pickled with `shoal._codec.encode_chunk_into`. The items are the ranges
+/// `(list, from, to)` of `pieces`, in order (see [`Store::pieces`]).
 fn encode_into(
     py: Python<'_>,
     encode_chunk_into: &Obj,
     header: &[u8],
-    (function, mode, items): (&Py<PyBytes>, u8, Bound<'_, PyList>),
+    (function, mode, pieces): (&Py<PyBytes>, u8, &[(Bound<'_, PyList>, usize, usize)]),
     out: &mut Vec<u8>,
 ) -> PyResult<()> {
     out.extend_from_slice(header);
-    // SAFETY: a list we hold, with the interpreter lock held; packing runs
-    // no Python code.
-    let objects = unsafe { packed::items_of(&items, 0, items.len()) };
-    if objects.is_some_and(|o| packed::pack_chunk(function.as_bytes(py), mode, &[o], out)) {
+    // SAFETY: ranges of lists we hold, with the interpreter lock held;
+    // packing runs no Python code.
+    let parts: Option<Vec<_>> = pieces
+        .iter()
+        .map(|(list, from, to)| unsafe { packed::items_of(list, *from, *to) })
+        .collect();
+    if parts.is_some_and(|p| packed::pack_chunk(function.as_bytes(py), mode, &p, out)) {
         return Ok(());
     }
+    let items = crate::store::joined(py, pieces)?;
     let sink = Bound::new(py, Sink::new(std::mem::take(out)))?;
     let pickled = encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items));
     *out = sink.get().take_bytes();
@@ -301,7 +307,8 @@ pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult
                 // lock (see `Item`). A chunk is encoded once.
                 list_of(py, items)
                     .and_then(|list| {
-                        encode_into(py, &encode_chunk_into, &[], (&function, mode, list), out)
+                        let pieces = [(list.clone(), 0, list.len())];
+                        encode_into(py, &encode_chunk_into, &[], (&function, mode, &pieces), out)
                     })
                     .map_err(|e| plain_message(py, &e))
             })
@@ -405,30 +412,19 @@ pub(crate) fn map_codec(
         move |items: &[usize], out: &mut Vec<u8>| {
             Python::attach(|py| {
                 let first = items.first().copied().unwrap_or(0) as u64;
-                let encode = |out: &mut Vec<u8>| -> PyResult<()> {
-                    let pieces = store.pieces(py, items)?;
-                    let header = first.to_le_bytes();
-                    // Items are packed where they are, without a list of
-                    // their own (py-W1: cutting and freeing the slices was
-                    // a sixth of the encoding thread's time).
-                    // SAFETY: ranges of lists we hold, with the interpreter
-                    // lock held; packing runs no Python code.
-                    let objects: Option<Vec<_>> = pieces
-                        .iter()
-                        .map(|(list, from, to)| unsafe { packed::items_of(list, *from, *to) })
-                        .collect();
-                    if let Some(parts) = objects {
-                        let start = out.len();
-                        out.extend_from_slice(&header);
-                        if packed::pack_chunk(function.as_bytes(py), mode, &parts, out) {
-                            return Ok(());
-                        }
-                        out.truncate(start);
-                    }
-                    let list = crate::store::joined(py, &pieces)?;
-                    encode_into(py, &encode_chunk_into, &header, (&function, mode, list), out)
-                };
-                encode(out).map_err(|e| plain_message(py, &e))
+                store
+                    .pieces(py, items)
+                    .and_then(|pieces| {
+                        let header = first.to_le_bytes();
+                        encode_into(
+                            py,
+                            &encode_chunk_into,
+                            &header,
+                            (&function, mode, &pieces),
+                            out,
+                        )
+                    })
+                    .map_err(|e| plain_message(py, &e))
             })
         },
         move |bytes: &[u8]| {

@@ -205,7 +205,7 @@ impl Store {
 
     /// The items of a chunk as ranges `(list, from, to)` of the lists that
     /// hold them (the input list, or the pulled blocks the chunk spans),
-    /// so that they can be read in place (see `crate::chunk::map_codec`).
+    /// so that they can be read in place (see `crate::chunk::encode_into`).
     /// Blocks whose every item was taken leave the store.
     pub(crate) fn pieces<'py>(
         &self,
