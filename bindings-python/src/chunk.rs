@@ -25,7 +25,7 @@ use shoal_core::{ChunkFn, Codec};
 
 use crate::errors::describe;
 use crate::packed;
-use crate::store::Store;
+use crate::store::{Piece, Store};
 
 /// The name under which worker processes run Python chunks.
 pub(crate) const PY_FUNCTION: &str = "shoal.python.chunk";
@@ -135,7 +135,7 @@ fn encode_into(
     py: Python<'_>,
     encode_chunk_into: &Obj,
     header: &[u8],
-    (function, mode, pieces): (&Py<PyBytes>, u8, &[(Bound<'_, PyList>, usize, usize)]),
+    (function, mode, pieces): (&Py<PyBytes>, u8, &[Piece<'_>]),
     out: &mut Vec<u8>,
 ) -> PyResult<()> {
     out.extend_from_slice(header);

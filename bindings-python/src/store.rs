@@ -87,6 +87,9 @@ struct Block {
     left: usize,
 }
 
+/// A range `(list, from, to)` of a list that holds a chunk's items.
+pub(crate) type Piece<'py> = (Bound<'py, PyList>, usize, usize);
+
 /// The results of one chunk.
 pub(crate) struct Part {
     pub(crate) results: Py<PyList>,
@@ -211,7 +214,7 @@ impl Store {
         &self,
         py: Python<'py>,
         indices: &[usize],
-    ) -> PyResult<Vec<(Bound<'py, PyList>, usize, usize)>> {
+    ) -> PyResult<Vec<Piece<'py>>> {
         let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
         if indices.last().is_some_and(|&last| last + 1 != first + n) {
             return Err(PyRuntimeError::new_err("a chunk's items are not consecutive"));
@@ -306,10 +309,7 @@ impl Store {
 }
 
 /// The items of `pieces` (from [`Store::pieces`]) as one list.
-pub(crate) fn joined<'py>(
-    py: Python<'py>,
-    pieces: &[(Bound<'py, PyList>, usize, usize)],
-) -> PyResult<Bound<'py, PyList>> {
+pub(crate) fn joined<'py>(py: Python<'py>, pieces: &[Piece<'py>]) -> PyResult<Bound<'py, PyList>> {
     if let [(items, from, to)] = pieces {
         return Ok(items.get_slice(*from, *to));
     }
