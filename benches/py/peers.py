@@ -68,8 +68,8 @@ the items pulled from the generator before the first result and the time.
 Peers run at their best W6 chunksize (backend `<pool>-best`), shoal with
 default settings.
 
---quick shortens: 3 repetitions instead of 7 (W1, W5, W6), 2 instead of 5
-for the slow workloads (W2, W3), 7 W4 cycles instead of 10 (a cycle takes
+--quick shortens: 11 repetitions instead of 21 (W1), 3 instead of 7 (W5,
+W6), 2 instead of 5 for the slow workloads (W2, W3), 7 W4 cycles instead of 10 (a cycle takes
 milliseconds, and three made a noisy median), at most ~2 s
 of repetitions per row instead of ~30 s, 5k instead of 20k items for the
 one-future-per-item default rows of concurrent.futures and loky (W1, W6),
@@ -162,6 +162,11 @@ class Config:
     def __init__(self, quick):
         self.quick = quick
         self.reps = 3 if quick else 7
+        # Repetitions of the W1 rows (a call takes milliseconds; each row
+        # still stops at `budget`): three made a noisy median, and the best
+        # of five chunksizes picked from three samples each favoured a
+        # lucky one.
+        self.fast_reps = 11 if quick else 21
         self.slow_reps = 2 if quick else 5
         self.cycles = 7 if quick else 10
         # Seconds of repetitions after which a row stops repeating.
@@ -499,13 +504,13 @@ def w1(p, results, cfg):
     with p.pool(2) as pool:
         warm(p, pool, 2)
         few = items[:n]
-        times = timed(lambda: p.map(pool, square, few), cfg.reps,
+        times = timed(lambda: p.map(pool, square, few), cfg.fast_reps,
                       warmup=0 if p.eager_default else 1, budget=cfg.budget)
         per_item = "" if n == W1_ITEMS else f", {n} items: ratios are per item"
         results.add("py-W1", p.name, times, {"Elements": n}, p.map_default(n, 2) + per_item)
         if p.chunked:
             best, times = best_chunksize(lambda c: p.map(pool, square, items, c), W1_CHUNKSIZES,
-                                         cfg.reps, cfg.budget)
+                                         cfg.fast_reps, cfg.budget)
             results.add("py-W1", f"{p.name}-best", times, {"Elements": W1_ITEMS},
                         f"chunksize {best}, best of {W1_CHUNKSIZES}")
 
@@ -609,7 +614,7 @@ def w6(p, results, cfg):
 
     with p.pool(2) as pool:
         warm(p, pool, 2)
-        times = timed(lambda: total(p.imap(pool, inc, generator(n)), n), cfg.slow_reps,
+        times = timed(lambda: total(p.imap(pool, inc, generator(n)), n), cfg.reps,
                       warmup=0, budget=cfg.budget)
         per_item = "" if n == W6_ITEMS else f", {n} items: ratios are per item"
         results.add("py-W6", p.name, times, {"Elements": n}, p.imap_default() + per_item)
@@ -617,13 +622,13 @@ def w6(p, results, cfg):
             results.attempt("py-W6/multiprocessing-unordered", lambda: results.add(
                 "py-W6", "multiprocessing-unordered",
                 timed(lambda: total(p.imap_unordered(pool, inc, generator(n)), n),
-                      cfg.slow_reps, warmup=0, budget=cfg.budget),
+                      cfg.reps, warmup=0, budget=cfg.budget),
                 {"Elements": n}, "imap_unordered chunksize 1 (default)" + per_item))
         if isinstance(p, Shoal):
             results.attempt(f"py-W6/{p.name}-unordered", lambda: results.add(
                 "py-W6", f"{p.name}-unordered",
                 timed(lambda: total(p.imap_unordered(pool, inc, generator(W6_ITEMS)), W6_ITEMS),
-                      cfg.slow_reps, warmup=0, budget=cfg.budget),
+                      cfg.reps, warmup=0, budget=cfg.budget),
                 {"Elements": W6_ITEMS}, "imap_unordered, default settings"))
         if not p.chunked:
             return None
