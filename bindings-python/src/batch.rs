@@ -33,7 +33,7 @@ use shoal_core::{ChunkOutcome, Chunks, Feeder, MapUnordered, OpenItems};
 use crate::chunk::{Item, LocalMap, LocalRun, Obj};
 use crate::errors::batch_error;
 use crate::interrupt::SIGNAL_CHECK;
-use crate::store::{Indices, Part, Store};
+use crate::store::{Indices, Part, Store, Values};
 
 /// Results the pump may hold ahead of the consumer: two of the largest
 /// lazy chunks (the core's `LAZY_CHUNK_CAP`), so that the pump can queue
@@ -270,12 +270,27 @@ impl Reading {
         if self.at >= self.part.bad.unwrap_or(self.part.len) {
             return None;
         }
-        // SAFETY: `at` is below the list's length, which never changes
-        // (the store made the list and handed it over whole); the caller
-        // holds the interpreter lock.
-        let v =
-            unsafe { ffi::PyList_GET_ITEM(self.part.results.as_ptr(), self.at as ffi::Py_ssize_t) };
-        unsafe { ffi::Py_INCREF(v) };
+        let v = match &self.part.values {
+            // SAFETY: `at` is below the list's length, which never changes
+            // (the store made the list and handed it over whole); the
+            // caller holds the interpreter lock.
+            Values::List(results) => unsafe {
+                let v = ffi::PyList_GET_ITEM(results.as_ptr(), self.at as ffi::Py_ssize_t);
+                ffi::Py_INCREF(v);
+                v
+            },
+            Values::Packed(numbers) => {
+                let v = numbers.object(self.at);
+                if v.is_null() {
+                    // SAFETY: the error `object` set; `next_value` makes
+                    // it again and reports it.
+                    unsafe { ffi::PyErr_Clear() };
+                    return None;
+                }
+                v
+            }
+            Values::Moved => return None,
+        };
         self.at += 1;
         Some(v)
     }
@@ -285,12 +300,26 @@ impl Taken {
     /// The next result of the part being read, as an outcome.
     fn next_value(&mut self, py: Python<'_>) -> Option<Outcome> {
         let r = self.part.as_mut()?;
-        match r.part.results.bind(py).get_item(r.at) {
-            Ok(v) => {
-                r.at += 1;
-                Some((r.first + r.at - 1, Ok(v.unbind())))
+        let index = r.first + r.at;
+        let v = match &r.part.values {
+            Values::List(results) => results.bind(py).get_item(r.at).ok().map(Ok),
+            Values::Packed(numbers) if r.at < numbers.len() => {
+                // SAFETY: a new reference or null with the error set.
+                Some(unsafe { Bound::from_owned_ptr_or_err(py, numbers.object(r.at)) }.map_err(
+                    |e| {
+                        let error = TaskError::panic(format!("cannot make result {index}: {e}"));
+                        Box::new(BatchError::Failed { index, error })
+                    },
+                ))
             }
-            Err(_) => {
+            Values::Packed(_) | Values::Moved => None,
+        };
+        match v {
+            Some(v) => {
+                r.at += 1;
+                Some((index, v.map(Bound::unbind)))
+            }
+            None => {
                 self.part = None;
                 None
             }

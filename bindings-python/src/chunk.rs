@@ -434,6 +434,16 @@ pub(crate) fn map_codec(
             let (first, bad) = header.split_at(8);
             let first = u64::from_le_bytes(first.try_into().expect("8 bytes")) as usize;
             let bad = u64::from_le_bytes(bad.try_into().expect("8 bytes"));
+            if packed::is_packed(body) {
+                // Plain numbers (never a `Failure`): kept as bytes, without
+                // the interpreter lock, for a batch that hands out parts.
+                let kept = packed::Numbers::parse(body.to_vec(), 0)
+                    .and_then(|numbers| decode_store.keep_numbers(first, numbers));
+                return match kept {
+                    Ok(n) => Ok((vec![(); n], Vec::new())),
+                    Err(e) => Err(Python::attach(|py| plain_message(py, &e))),
+                };
+            }
             Python::attach(|py| {
                 let decode = || -> PyResult<usize> {
                     let out = decode(py, &decode_results, body)?;

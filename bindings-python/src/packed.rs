@@ -172,8 +172,9 @@ pub(crate) fn is_packed(bytes: &[u8]) -> bool {
     matches!(bytes.first(), Some(&INTS | &FLOATS))
 }
 
-/// The list that `bytes` (from [`pack`]) hold.
-pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
+/// Whether packed `bytes` (from [`pack`]) hold ints (else floats), and
+/// their values.
+fn values(bytes: &[u8]) -> PyResult<(bool, &[u8])> {
     let Some((&tag, body)) = bytes.split_first() else {
         return Err(PyValueError::new_err("packed numbers: empty buffer"));
     };
@@ -186,6 +187,26 @@ pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
             body.len()
         )));
     }
+    Ok((tag == INTS, body))
+}
+
+/// The 8 bytes of a value as a new `int` or `float`, or null with the
+/// error set. Call with the interpreter lock held.
+fn object(ints: bool, v: &[u8]) -> *mut ffi::PyObject {
+    let v: [u8; 8] = v.try_into().expect("8 bytes");
+    // SAFETY: plain constructors, with the lock held (the caller's).
+    unsafe {
+        if ints {
+            ffi::PyLong_FromLongLong(i64::from_le_bytes(v))
+        } else {
+            ffi::PyFloat_FromDouble(f64::from_le_bytes(v))
+        }
+    }
+}
+
+/// The list that `bytes` (from [`pack`]) hold.
+pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let (ints, body) = values(bytes)?;
     let n = body.len() / 8;
     // SAFETY: a new list of `n` slots, each set once with a new reference;
     // a failed allocation leaves later slots NULL, which freeing the list
@@ -193,18 +214,43 @@ pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     unsafe {
         let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(n as ffi::Py_ssize_t))?;
         for (i, v) in body.chunks_exact(8).enumerate() {
-            let v: [u8; 8] = v.try_into().expect("chunks of 8");
-            let x = if tag == INTS {
-                ffi::PyLong_FromLongLong(i64::from_le_bytes(v))
-            } else {
-                ffi::PyFloat_FromDouble(f64::from_le_bytes(v))
-            };
+            let x = object(ints, v);
             if x.is_null() {
                 return Err(PyErr::fetch(py));
             }
             ffi::PyList_SET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t, x);
         }
         Ok(list.cast_into_unchecked())
+    }
+}
+
+/// Packed numbers, checked, kept as bytes until each is made into an
+/// object (`crate::store::Values`): the thread that read them needs no
+/// interpreter lock, and the consumer makes each object just before it
+/// takes it.
+pub(crate) struct Numbers {
+    ints: bool,
+    bytes: Vec<u8>,
+    /// Where the values start in `bytes` (after any header and the tag).
+    at: usize,
+}
+
+impl Numbers {
+    /// The numbers packed in `bytes[at..]` (from [`pack`]).
+    pub(crate) fn parse(bytes: Vec<u8>, at: usize) -> PyResult<Self> {
+        let ints = values(bytes.get(at..).unwrap_or_default())?.0;
+        Ok(Numbers { ints, bytes, at: at + 1 })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        (self.bytes.len() - self.at) / 8
+    }
+
+    /// Number `i` (below `len`) as a new object, or null with the error
+    /// set. Call with the interpreter lock held.
+    pub(crate) fn object(&self, i: usize) -> *mut ffi::PyObject {
+        let start = self.at + 8 * i;
+        object(self.ints, &self.bytes[start..start + 8])
     }
 }
 

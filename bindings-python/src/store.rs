@@ -36,6 +36,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use crate::batch::InputError;
 use crate::chunk::Obj;
+use crate::packed::Numbers;
 
 /// Items pulled from a lazy input per taking of the interpreter lock: a
 /// lazy chunk's worth (the core's `LAZY_CHUNK_CAP`), so that the pump asks
@@ -92,10 +93,24 @@ pub(crate) type Piece<'py> = (Bound<'py, PyList>, usize, usize);
 
 /// The results of one chunk.
 pub(crate) struct Part {
-    pub(crate) results: Py<PyList>,
+    pub(crate) values: Values,
     pub(crate) len: usize,
     /// The offset of its first `Failure`.
     pub(crate) bad: Option<usize>,
+}
+
+/// What a [`Part`] holds.
+pub(crate) enum Values {
+    /// The results.
+    List(Py<PyList>),
+    /// Plain numbers from a worker process, made into objects as they are
+    /// taken (`crate::batch`): the reader thread keeps them without the
+    /// interpreter lock, and each `int` is made just before its consumer
+    /// takes it instead of all of a chunk's at once (py-W6: 8% less time,
+    /// 5% less of the parent's CPU, 8 interleaved rounds).
+    Packed(Numbers),
+    /// Moved into `map`'s list of results.
+    Moved,
 }
 
 impl Store {
@@ -262,15 +277,31 @@ impl Store {
     /// of every result for it was a sixth of a reader thread's time.
     pub(crate) fn keep(&self, first: usize, results: Bound<'_, PyList>, bad: Option<usize>) {
         let len = results.len();
-        let replaced = match &self.out {
-            Some(out) => move_into(out.bind(results.py()), first, &results),
-            None => Vec::new(),
+        let (values, replaced) = match &self.out {
+            Some(out) => (Values::Moved, move_into(out.bind(results.py()), first, &results)),
+            None => (Values::List(results.clone().unbind()), Vec::new()),
         };
-        let part = Part { len, results: results.unbind(), bad };
-        let earlier = lock(&self.results).insert(first, part);
+        let earlier = lock(&self.results).insert(first, Part { values, len, bad });
         // A retried chunk's earlier results, if any: released with no
         // mutex held (freeing an object can run Python code).
+        drop((earlier, replaced, results));
+    }
+
+    /// Keeps a chunk's results that came as plain numbers (none of them a
+    /// `Failure`): as they are for a batch that hands out parts, made into
+    /// `map`'s list of results (taking the interpreter lock) for a map.
+    pub(crate) fn keep_numbers(&self, first: usize, numbers: Numbers) -> PyResult<usize> {
+        let len = numbers.len();
+        let (values, replaced) = match &self.out {
+            Some(out) => {
+                let replaced = Python::attach(|py| fill(out.bind(py), first, &numbers))?;
+                (Values::Moved, replaced)
+            }
+            None => (Values::Packed(numbers), Vec::new()),
+        };
+        let earlier = lock(&self.results).insert(first, Part { values, len, bad: None });
         drop((earlier, replaced));
+        Ok(len)
     }
 
     /// The results of the chunk that holds item `index`, taken out, with
@@ -320,6 +351,37 @@ pub(crate) fn joined<'py>(py: Python<'py>, pieces: &[Piece<'py>]) -> PyResult<Bo
         }
     }
     Ok(out)
+}
+
+/// Makes `numbers` into the slots of `out` from `first` on (when they
+/// fit; else `join` reports the count that does not match) and returns
+/// what those slots held before (a retried chunk's earlier results).
+fn fill(out: &Bound<'_, PyList>, first: usize, numbers: &Numbers) -> PyResult<Vec<Obj>> {
+    let py = out.py();
+    let mut replaced = Vec::new();
+    // SAFETY: with the interpreter lock held, each slot of `out` below its
+    // length holds a reference or (not yet filled) NULL; each slot set here
+    // takes a new reference, and the one it held is handed back.
+    unsafe {
+        let o = out.as_ptr();
+        let n = numbers.len();
+        if first.checked_add(n).is_none_or(|end| end > ffi::PyList_GET_SIZE(o) as usize) {
+            return Ok(replaced);
+        }
+        for i in 0..n {
+            let x = numbers.object(i);
+            if x.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let slot = (first + i) as ffi::Py_ssize_t;
+            let old = ffi::PyList_GET_ITEM(o, slot);
+            if !old.is_null() {
+                replaced.push(Bound::from_owned_ptr(py, old).unbind());
+            }
+            ffi::PyList_SET_ITEM(o, slot, x);
+        }
+    }
+    Ok(replaced)
 }
 
 /// Moves `results` into `out` from slot `first` on (they are left empty
