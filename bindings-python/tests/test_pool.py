@@ -340,6 +340,9 @@ def test_plain_numbers_keep_their_value_and_type(process_pool, items):
     assert [type(x) for x in out] == [type(x) for x in items]
     doubled = process_pool.map(identity, [x for x in items for _ in (0, 1)], chunksize=3)
     assert [type(x) for x in doubled] == [type(x) for x in items for _ in (0, 1)]
+    # imap keeps packed results as bytes until each is taken.
+    lazy = list(process_pool.imap(identity, iter(items)))
+    assert lazy == items and [type(x) for x in lazy] == [type(x) for x in items]
 
 
 def test_nan_payloads_and_negative_zero_survive_packing(process_pool):
@@ -347,9 +350,12 @@ def test_nan_payloads_and_negative_zero_survive_packing(process_pool):
     import struct
 
     nan = struct.unpack("<d", struct.pack("<Q", 0x7FF8_0000_0000_1234))[0]
-    out = process_pool.map(identity, [nan, -0.0] * 8)
-    assert struct.pack("<d", out[0]) == struct.pack("<d", nan)
-    assert math.copysign(1.0, out[1]) == -1.0
+    for out in (
+        process_pool.map(identity, [nan, -0.0] * 8),
+        list(process_pool.imap(identity, iter([nan, -0.0] * 8))),
+    ):
+        assert struct.pack("<d", out[0]) == struct.pack("<d", nan)
+        assert math.copysign(1.0, out[1]) == -1.0
 
 
 def test_packed_buffers_are_checked():
