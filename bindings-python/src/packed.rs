@@ -48,7 +48,7 @@ const CHUNK: u8 = b'P';
 const FLOATS: u8 = b'd';
 
 /// Lists shorter than this are pickled: packing saves nothing there.
-const MIN_ITEMS: usize = 8;
+pub(crate) const MIN_ITEMS: usize = 8;
 
 /// The packed bytes of `list`, or `None` when it must be pickled.
 pub(crate) fn pack(list: &Bound<'_, PyList>) -> Option<Vec<u8>> {
@@ -150,21 +150,122 @@ pub(crate) fn is_packed_chunk(bytes: &[u8]) -> bool {
     bytes.first() == Some(&CHUNK)
 }
 
+/// A packed chunk, read in place.
+pub(crate) struct PackedChunk<'a> {
+    /// The pickled function.
+    pub(crate) function: &'a [u8],
+    pub(crate) mode: u8,
+    ints: bool,
+    values: &'a [u8],
+}
+
+impl<'a> PackedChunk<'a> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> PyResult<Self> {
+        let bad = |what: &str| PyValueError::new_err(format!("packed chunk: {what}"));
+        let [CHUNK, mode, l0, l1, l2, l3, rest @ ..] = bytes else {
+            return Err(bad("too short for its header"));
+        };
+        let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
+        if len > rest.len() {
+            return Err(bad(&format!("a function of {len} bytes in {} bytes", rest.len())));
+        }
+        let (function, items) = rest.split_at(len);
+        let (ints, values) = values(items)?;
+        Ok(PackedChunk { function, mode: *mode, ints, values })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.values.len() / 8
+    }
+
+    /// Item `i` (below `len`) as a new object, or null with the error set.
+    /// Call with the interpreter lock held.
+    pub(crate) fn object(&self, i: usize) -> *mut ffi::PyObject {
+        object(self.ints, &self.values[8 * i..8 * i + 8])
+    }
+
+    /// Items `range` as a new list.
+    pub(crate) fn list<'py>(
+        &self,
+        py: Python<'py>,
+        range: std::ops::Range<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        list_from(py, self.ints, &self.values[8 * range.start..8 * range.end])
+    }
+}
+
+/// Packs a chunk's results one by one, as the worker's loop makes them
+/// (`crate::worker`): the first result decides ints or floats.
+pub(crate) struct Packer {
+    /// The tag (once the first result came), then the values.
+    out: Vec<u8>,
+    ty: *mut ffi::PyTypeObject,
+}
+
+impl Packer {
+    pub(crate) fn new(n: usize) -> Self {
+        let mut out = Vec::with_capacity(1 + 8 * n);
+        out.push(0);
+        Packer { out, ty: std::ptr::null_mut() }
+    }
+
+    /// Appends `x` if it packs as the results before it did; false (and
+    /// nothing appended) otherwise. Call with the interpreter lock held,
+    /// `x` a live object.
+    pub(crate) fn push(&mut self, x: *mut ffi::PyObject) -> bool {
+        // SAFETY: `x` is live and the lock held (the caller's promise);
+        // an exact `int` or `float` converts without running Python code.
+        unsafe {
+            let ty = ffi::Py_TYPE(x);
+            if self.ty.is_null() {
+                if ty == &raw mut ffi::PyLong_Type {
+                    self.out[0] = INTS;
+                } else if ty == &raw mut ffi::PyFloat_Type {
+                    self.out[0] = FLOATS;
+                } else {
+                    return false;
+                }
+                self.ty = ty;
+            } else if ty != self.ty {
+                return false;
+            }
+            if self.out[0] == INTS {
+                let mut overflow = 0;
+                let v = ffi::PyLong_AsLongLongAndOverflow(x, &mut overflow);
+                if overflow != 0 {
+                    return false;
+                }
+                self.out.extend_from_slice(&v.to_le_bytes());
+            } else {
+                self.out.extend_from_slice(&ffi::PyFloat_AsDouble(x).to_le_bytes());
+            }
+        }
+        true
+    }
+
+    /// The packed results (from [`pack`]'s layout); `None` before the
+    /// first result.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        (!self.ty.is_null()).then_some(&self.out[..])
+    }
+
+    /// The results so far as a new list.
+    pub(crate) fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        match self.bytes() {
+            Some(bytes) => unpack(py, bytes),
+            None => Ok(PyList::empty(py)),
+        }
+    }
+}
+
 /// The pickled function, the mode and the items of a packed chunk.
 pub(crate) fn unpack_chunk<'py>(
     py: Python<'py>,
     bytes: &[u8],
 ) -> PyResult<(Bound<'py, PyBytes>, u8, Bound<'py, PyList>)> {
-    let bad = |what: &str| PyValueError::new_err(format!("packed chunk: {what}"));
-    let [CHUNK, mode, l0, l1, l2, l3, rest @ ..] = bytes else {
-        return Err(bad("too short for its header"));
-    };
-    let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
-    if len > rest.len() {
-        return Err(bad(&format!("a function of {len} bytes in {} bytes", rest.len())));
-    }
-    let (function, items) = rest.split_at(len);
-    Ok((PyBytes::new(py, function), *mode, unpack(py, items)?))
+    let chunk = PackedChunk::parse(bytes)?;
+    let items = chunk.list(py, 0..chunk.len())?;
+    Ok((PyBytes::new(py, chunk.function), chunk.mode, items))
 }
 
 /// Whether `bytes` are packed (rather than a pickle).
@@ -207,6 +308,11 @@ fn object(ints: bool, v: &[u8]) -> *mut ffi::PyObject {
 /// The list that `bytes` (from [`pack`]) hold.
 pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
     let (ints, body) = values(bytes)?;
+    list_from(py, ints, body)
+}
+
+/// A new list of the 8-byte `values`, ints or floats.
+fn list_from<'py>(py: Python<'py>, ints: bool, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
     let n = body.len() / 8;
     // SAFETY: a new list of `n` slots, each set once with a new reference;
     // a failed allocation leaves later slots NULL, which freeing the list

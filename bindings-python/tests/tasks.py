@@ -158,5 +158,10 @@ def identity(x):
     return x
 
 
+def odd_one_out(x):
+    """Plain ints, except a float for 7, a big int for 11 and a str for 13."""
+    return {7: 7.5, 11: 2**70, 13: "thirteen"}.get(x, x)
+
+
 class Small(int):
     """An int subclass: must come back as itself, not as a plain int."""

@@ -12,11 +12,13 @@ from tasks import (
     NeedsTwoArgs,
     Small,
     add,
+    exit_on,
     fail_on_3,
     identity,
     kill_self_on,
     make_lock,
     nested_sum,
+    odd_one_out,
     raise_unpicklable,
     report,
     sleep_then,
@@ -343,6 +345,27 @@ def test_plain_numbers_keep_their_value_and_type(process_pool, items):
     # imap keeps packed results as bytes until each is taken.
     lazy = list(process_pool.imap(identity, iter(items)))
     assert lazy == items and [type(x) for x in lazy] == [type(x) for x in items]
+
+
+def test_results_that_stop_packing_midway_keep_their_order_and_type(process_pool):
+    # The worker runs a packed chunk in a Rust loop (src/worker.rs) until a
+    # result does not pack or a call raises, then hands the rest to Python.
+    items = list(range(40))
+    expected = [odd_one_out(x) for x in items]
+    for chunksize in (40, 10, 8):
+        out = process_pool.map(odd_one_out, items, chunksize=chunksize)
+        assert out == expected and [type(x) for x in out] == [type(x) for x in expected]
+    it = process_pool.imap(fail_on_3, iter(range(20)), chunksize=20)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(KeyError):
+        next(it)
+    assert list(it) == list(range(4, 20))
+
+
+def test_a_task_that_exits_midway_through_a_packed_chunk_loses_its_worker(process_pool):
+    with pytest.raises(shoal.WorkerLostError):
+        process_pool.map(functools.partial(exit_on, bad=5), range(20), chunksize=20)
+    assert process_pool.map(square, range(20)) == [x * x for x in range(20)]
 
 
 def test_nan_payloads_and_negative_zero_survive_packing(process_pool):

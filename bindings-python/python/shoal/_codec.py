@@ -233,15 +233,42 @@ def run_chunk(payload: bytes) -> Tuple[bytes, int]:
     return run_loaded(function, mode, items)
 
 
+def load_function(function: bytes) -> Callable[..., Any]:
+    """The task function of a chunk, unpickled (once per function)."""
+    try:
+        return _load_function(function)
+    except Exception as e:  # noqa: BLE001
+        raise SerializationError(f"cannot unpickle the task: {e}") from e
+
+
 def run_loaded(function: bytes, mode: int, items: List[Any]) -> Tuple[bytes, int]:
     """:func:`run_chunk` on a chunk already read (a packed chunk: see the
     module docs)."""
-    try:
-        func = _load_function(function) if (mode & ~ITEM_MESSAGES) != EACH else None
-    except Exception as e:  # noqa: BLE001
-        raise SerializationError(f"cannot unpickle the task: {e}") from e
+    func = load_function(function) if (mode & ~ITEM_MESSAGES) != EACH else None
     failed: List[int] = []
     results = run_items(func, mode, items, failed)
+    return finish(results, failed)
+
+
+def finish_loaded(
+    func: Callable[..., Any], results: List[Any], failed: List[int], rest: List[Any]
+) -> Tuple[bytes, int]:
+    """:func:`run_loaded` in ``CALL`` mode for a chunk whose first items the
+    worker's Rust loop ran (``worker.rs``) until one raised or returned a
+    result that does not pack: ``results`` theirs (a :class:`Failure` where
+    one raised, its offset in ``failed``), ``rest`` the items after them."""
+    more: List[int] = []
+    at = len(results)
+    results.extend(run_items(func, CALL, rest, more))
+    failed.extend(at + i for i in more)
+    return finish(results, failed)
+
+
+def finish(results: List[Any], failed: List[int]) -> Tuple[bytes, int]:
+    """A chunk's results as bytes and the offset of its first Failure (-1:
+    none): packed when they are plain numbers, else pickled, a Failure's
+    traceback formatted and a result that does not pickle replaced by a
+    Failure saying why."""
     if failed:
         import traceback
     for i in failed:
@@ -256,9 +283,15 @@ def run_loaded(function: bytes, mode: int, items: List[Any]) -> Tuple[bytes, int
             results = [_portable(r) for r in results]
             data = pickle.dumps(results, protocol=PROTOCOL)
             first = next((i for i, r in enumerate(results) if type(r) is Failure), -1)
+    flush_output()
+    return data, first
+
+
+def flush_output() -> None:
+    """Flushes the worker's stdout and stderr after each chunk, so that a
+    task's prints are out before its chunk's results reach the pool."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
-    return data, first
