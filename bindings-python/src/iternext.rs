@@ -11,8 +11,8 @@
 //!
 //! [`install`] puts [`next_ready`] in the slot instead, and keeps pyo3's
 //! function: `next_ready` takes the next result of the chunk being read
-//! when it is a plain value ([`Batch::next_ready`]: one uncontended lock,
-//! a reference count, no Python code, nothing that panics) and hands every
+//! when it is a plain value ([`Batch::next_ready`]: no lock but the
+//! interpreter's, no Python code, nothing that panics) and hands every
 //! other case (the chunk is read out, a failure, the end, a timeout, a
 //! batch of `(index, ok, value)` tuples) to pyo3's function, which does
 //! everything `__next__` did before. The two paths take results from the
@@ -70,7 +70,7 @@ unsafe extern "C" fn next_ready(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // and `obj` is a `Batch`; neither reference escapes this call.
     let py = unsafe { Python::assume_attached() };
     let batch = unsafe { Bound::ref_from_ptr(py, &obj).cast_unchecked::<Batch>() }.get();
-    if let Some(v) = batch.next_ready() {
+    if let Some(v) = batch.next_ready(py) {
         return v;
     }
     match PYO3_NEXT.get() {
