@@ -66,14 +66,11 @@ def test_nested_pools_in_forked_workers():
         assert p.map(nested_sum, [3, 4]) == [nested_sum(3), nested_sum(4)]
 
 
-def test_server_and_workers_die_with_the_pool_process(tmp_path):
-    script = textwrap.dedent(
-        """
-        import os, sys, time
-        import shoal
-        from tasks import pid
-        p = shoal.Pool(2)
-        workers = set(p.map(pid, range(50)))
+#: Defines `forked()`: the pids of this process's children that run the
+#: fork server's command line, the server and its workers (forks of it).
+_FORKED = """
+    import os
+    def forked():
         def ours(d):
             try:
                 with open(f"/proc/{d}/stat") as f:
@@ -82,10 +79,20 @@ def test_server_and_workers_die_with_the_pool_process(tmp_path):
                     return ppid == os.getpid() and b"shoal._forkserver" in f.read()
             except OSError:
                 return False
-        # The server and its workers (forks of it, with its command line).
-        forked = {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
-        assert workers < forked and len(forked) == 3, (workers, forked)
-        print(*forked, flush=True)
+        return {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
+"""
+
+
+def test_server_and_workers_die_with_the_pool_process(tmp_path):
+    script = textwrap.dedent(_FORKED) + textwrap.dedent(
+        """
+        import sys, time
+        import shoal
+        from tasks import pid
+        p = shoal.Pool(2)
+        workers = set(p.map(pid, range(50)))
+        assert workers < forked() and len(forked()) == 3, (workers, forked())
+        print(*forked(), flush=True)
         time.sleep(600)
         """
     )
@@ -158,20 +165,9 @@ def _run_script(*parts):
     assert proc.returncode == 0, proc.stderr
 
 
-_SERVERS = """
-    import os
-    def servers():
-        # This process's fork servers (run when no worker is alive: workers
-        # are forks of a server, with its command line).
-        def ours(d):
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    return ppid == os.getpid() and b"shoal._forkserver" in f.read()
-            except OSError:
-                return False
-        return {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
+_SERVERS = _FORKED + """
+    # This process's fork servers, when no worker is alive.
+    servers = forked
     def one_call(func, *args):
         p = shoal.Pool(1)
         out = p.apply(func, args)
