@@ -312,7 +312,8 @@ fn writer(out: Out, rx: Receiver<Outgoing>, shared: Arc<Shared>) {
     {
         return;
     }
-    while let Ok(msg) = shoal_core::wait::recv(&rx, None) {
+    // No spin: a spinning writer takes a core from the worker processes.
+    while let Ok(msg) = shoal_core::wait::recv(&rx, None, Duration::ZERO) {
         let frame = match msg {
             Outgoing::Stop => Message::Stop,
             Outgoing::Job(job) => {

@@ -188,7 +188,7 @@ fn run_worker(
         return;
     }
     shared.reports.report(WorkerReport::Ready(id));
-    while let Ok(cmd) = shoal_core::wait::recv(&rx, None) {
+    while let Ok(cmd) = shoal_core::wait::recv(&rx, None, shoal_core::wait::SPIN) {
         let Cmd::Job(job) = cmd else { break };
         let task = job.task;
         let outcome = rt.run(job);

@@ -193,4 +193,13 @@ pub trait Backend: Send {
         spec: WorkerSpec,
         reports: Arc<dyn ReportSink>,
     ) -> Result<Box<dyn Worker>, String>;
+    /// How long the pool's own threads (its dispatcher, a batch waiting
+    /// for its chunks) spin before they block when they wait; `None`: the
+    /// pool's default (`shoal_core::wait::SPIN`). Spinning saves a thread
+    /// wake-up per hand-off between threads that are awake; a backend
+    /// whose workers are processes on the same cores loses more by the
+    /// core a spinning thread takes from them.
+    fn spin(&self) -> Option<core::time::Duration> {
+        None
+    }
 }

@@ -996,7 +996,7 @@ where
                     }
                 }
                 _ if self.in_flight.is_empty() => return None,
-                _ => break super::wait::recv(&self.rx, None).ok()?,
+                _ => break super::wait::recv(&self.rx, None, self.inner.spin).ok()?,
             }
         };
         let (task, len) = match &msg {

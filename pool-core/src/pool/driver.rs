@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -129,12 +129,19 @@ pub(crate) struct Driver {
     events: Arc<EventHub>,
     drained: Arc<Latch>,
     final_insights: Arc<Mutex<Option<Insights>>>,
+    /// How long a wait for the next message spins (`Backend::spin`).
+    spin: Duration,
 }
 
 /// Creates the channel and the link to it.
 pub(crate) fn channel() -> (DriverLink, Sender<Msg>, Receiver<Msg>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     (DriverLink { tx: tx.clone() }, tx, rx)
+}
+
+/// How long the pool's threads spin in their waits for `backend`.
+pub(crate) fn spin_of(backend: &dyn Backend) -> Duration {
+    backend.spin().unwrap_or(super::wait::SPIN)
 }
 
 impl Driver {
@@ -150,6 +157,7 @@ impl Driver {
         final_insights: Arc<Mutex<Option<Insights>>>,
     ) -> Self {
         Driver {
+            spin: spin_of(backend.as_ref()),
             sched,
             backend,
             rx,
@@ -176,7 +184,7 @@ impl Driver {
         self.run_commands();
         while !self.drained.is_set() {
             let deadline = self.sched.next_deadline().map(|d| self.start + d);
-            let msg = match super::wait::recv(&self.rx, deadline) {
+            let msg = match super::wait::recv(&self.rx, deadline, self.spin) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -183,6 +183,7 @@ impl PoolBuilder {
         let accepts_local = backend.accepts(WorkKind::Local);
         let accepts_named = backend.accepts(WorkKind::Named);
         let backend_name = backend.name().to_string();
+        let spin = driver::spin_of(backend.as_ref());
         let hooks = Hooks { init: self.init, exit: self.exit };
         let driver = Driver::new(
             Scheduler::new(config.clone()),
@@ -213,6 +214,7 @@ impl PoolBuilder {
                 accepts_local,
                 accepts_named,
                 backend_name,
+                spin,
                 progress_bar: self.progress_bar,
                 learned: Mutex::new(HashMap::new()),
                 spare_buffers: Mutex::new(Vec::new()),
@@ -238,6 +240,8 @@ pub(crate) struct Inner {
     accepts_local: bool,
     accepts_named: bool,
     backend_name: String,
+    /// How long a batch's wait for its chunks spins (`Backend::spin`).
+    spin: Duration,
     progress_bar: bool,
     /// What the last batch under each chunking key measured
     /// ([`BatchBuilder::chunking_key`]).

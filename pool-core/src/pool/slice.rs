@@ -147,7 +147,7 @@ impl SliceMap {
             if in_flight.is_empty() {
                 break;
             }
-            let Ok(msg) = super::wait::recv(&rx, None) else { break };
+            let Ok(msg) = super::wait::recv(&rx, None, self.inner.spin) else { break };
             match msg {
                 ChunkMsg::Ran { task, start, len, errors, elapsed, .. } => {
                     if let Some(sent) = in_flight.remove(&task) {
@@ -282,7 +282,7 @@ impl SliceMap {
         // left undone, if any (the others may have finished meanwhile).
         let mut lost: Option<TaskError> = None;
         for _ in 0..ids.len() {
-            let Ok(msg) = super::wait::recv(&rx, None) else { break };
+            let Ok(msg) = super::wait::recv(&rx, None, self.inner.spin) else { break };
             if let ChunkMsg::Lost { task, error, .. } = msg {
                 claims.stop.store(true, Ordering::Release);
                 let running = ids

@@ -1,8 +1,8 @@
 //! Spin-then-block waiting: a hand-off between threads that are both awake
 //! costs well under a microsecond, but waking a parked thread costs tens of
-//! microseconds on small VMs. Every wait of the pool first spins (with
-//! `yield_now`, so a 2-core machine is not starved) for at most [`SPIN`],
-//! then blocks.
+//! microseconds on small VMs. The pool's waits first spin (with
+//! `yield_now`, so a 2-core machine is not starved) for at most [`SPIN`]
+//! (or what the backend asks for, `Backend::spin`), then block.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 /// How long a waiter spins before it blocks.
 pub const SPIN: Duration = Duration::from_micros(50);
 
-/// Receives from `rx`, spinning briefly before blocking until `deadline`.
-pub fn recv<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+/// Receives from `rx`, spinning for at most `spin` before blocking until
+/// `deadline`.
+pub fn recv<T>(
+    rx: &Receiver<T>,
+    deadline: Option<Instant>,
+    spin: Duration,
+) -> Result<T, RecvTimeoutError> {
     let start = Instant::now();
     let mut i = 0u32;
     loop {
@@ -24,7 +29,7 @@ pub fn recv<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTim
         i += 1;
         if i.is_multiple_of(16) {
             let now = Instant::now();
-            if now - start >= SPIN || deadline.is_some_and(|d| now >= d) {
+            if now - start >= spin || deadline.is_some_and(|d| now >= d) {
                 break;
             }
             std::thread::yield_now();
