@@ -52,6 +52,13 @@ Workloads (the same work as the process suite's `P-*` groups):
                imap_unordered with default settings. concurrent.futures and
                loky have no lazy map: Executor.map submits every chunk before
                it returns.
+  py-W6 (interleaved)
+               shoal's imap beside multiprocessing's imap_unordered at its
+               best chunksize, both pools in one interpreter, one run of each
+               per round (7 rounds, 15 without --quick): the `interleaved`
+               list of the output, with the median and quartiles of the
+               rounds' time ratios. This machine's speed moves by up to 2x
+               within seconds; a round's two runs see the same speed.
 
 Each (workload, implementation) runs in a fresh interpreter (this script
 with --group and --peer), so that none inherits another's allocator state
@@ -172,6 +179,7 @@ class Config:
         # Seconds of repetitions after which a row stops repeating.
         self.budget = 2.0 if quick else 30.0
         self.search_reps = 1 if quick else 3
+        self.interleaved_rounds = 7 if quick else 15
 
     def items(self, pair):
         """The quick or full value of a (full, quick) pair."""
@@ -198,6 +206,8 @@ class Results:
         self.measurements = []
         self.memory = []
         self.notes = []
+        # Comparisons timed in alternating rounds (see `w6_interleaved`).
+        self.interleaved = []
 
     def add(self, group, implementation, times, throughput=None, detail=None):
         row = {
@@ -654,6 +664,51 @@ def w6(p, results, cfg):
     return best
 
 
+def w6_interleaved(name, results, cfg):
+    """py-W6's target in alternating rounds: shoal's `imap` (pool `name`)
+    and `multiprocessing`'s `imap_unordered` at its best chunksize, both
+    pools in this process, one run of each per round (the order switching
+    every round). This machine's speed moves by up to 2x within seconds,
+    and a ratio of two medians measured one after the other moved with it
+    (0.41x-0.61x in one hour); the ratio of a round's two times does not,
+    as the core's interleaved targets (`ab`) found."""
+    peer, subject = Multiprocessing(), implementation(name)
+
+    def total(results_iter):
+        got = sum(results_iter)
+        assert got == W6_ITEMS * (W6_ITEMS + 1) // 2, got
+
+    # The peer's pool first: it forks before shoal's threads exist.
+    with peer.pool(2) as peer_pool:
+        warm(peer, peer_pool, 2)
+        best, _ = best_chunksize(
+            lambda c: sum(peer.imap_unordered(peer_pool, inc, generator(W6_SEARCH_ITEMS), c)),
+            W6_CHUNKSIZES, cfg.search_reps)
+        with subject.pool(2) as pool:
+            warm(subject, pool, 2)
+            run_subject = lambda: total(subject.imap(pool, inc, generator(W6_ITEMS)))  # noqa: E731
+            run_peer = lambda: total(  # noqa: E731
+                peer.imap_unordered(peer_pool, inc, generator(W6_ITEMS), best))
+            run_subject()  # the chunker's first batch of `inc`
+            ratios = []
+            for r in range(cfg.interleaved_rounds):
+                pair = [run_subject, run_peer] if r % 2 == 0 else [run_peer, run_subject]
+                times = {}
+                for run in pair:
+                    t0 = time.perf_counter_ns()
+                    run()
+                    times[run] = time.perf_counter_ns() - t0
+                ratios.append(times[run_subject] / times[run_peer])
+    q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    results.interleaved.append({
+        "interleaved": "py-W6", "subject": name, "reference": "multiprocessing-unordered-best",
+        "ratio": median, "q1": q1, "q3": q3, "rounds": len(ratios),
+        "detail": f"imap vs imap_unordered chunksize {best}, best of {W6_CHUNKSIZES}",
+    })
+    log(f"py-W6 interleaved {name} / multiprocessing-unordered-best: {median:.3f}x "
+        f"(q1 {q1:.3f}, q3 {q3:.3f}, {len(ratios)} rounds, chunksize {best})")
+
+
 # ------------------------------------------------------------ W6 memory ----
 
 def vm_hwm_kib():
@@ -740,6 +795,9 @@ def run_group(group, name, cfg, malloc_tuned, results):
     if name == "python-serial":
         w3_serial(results, cfg)
         return None
+    if group == "W6-interleaved":
+        return results.attempt(f"py-W6-interleaved/{name}",
+                               lambda: w6_interleaved(name, results, cfg))
     p = implementation(name)
     workloads = {
         "W1": lambda: w1(p, results, cfg),
@@ -795,7 +853,8 @@ def main():
                         help=f"comma-separated subset of {','.join(GROUPS)}")
     parser.add_argument("--peers", default=",".join(IMPLEMENTATIONS),
                         help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)}")
-    parser.add_argument("--group", choices=GROUPS[:-1], help=argparse.SUPPRESS)
+    parser.add_argument("--group", choices=GROUPS[:-1] + ["W6-interleaved"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--malloc-tuned", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--w6-probe", type=int, metavar="N", help=argparse.SUPPRESS)
@@ -809,7 +868,7 @@ def main():
         results = Results()
         chunksize = run_group(args.group, args.peer, cfg, args.malloc_tuned, results)
         json.dump({"measurements": results.measurements, "notes": results.notes,
-                   "chunksize": chunksize}, sys.stdout)
+                   "interleaved": results.interleaved, "chunksize": chunksize}, sys.stdout)
         return
     only = [g for g in GROUPS if g in set(args.only.split(","))]
     unknown = set(args.only.split(",")) - set(GROUPS)
@@ -836,6 +895,8 @@ def main():
             continue
         for name in available:
             runs.append((group, name, False))
+            if group == "W6" and name in SHOAL and "multiprocessing" in available:
+                runs.append(("W6-interleaved", name, False))
             if group == "W3" and name == "multiprocessing":
                 runs.append((group, name, True))
                 runs.append((group, "python-serial", False))
@@ -848,6 +909,7 @@ def main():
             continue
         results.measurements.extend(doc["measurements"])
         results.notes.extend(doc["notes"])
+        results.interleaved.extend(doc.get("interleaved", []))
         if group == "W6" and doc["measurements"]:
             chunksizes[name] = doc.get("chunksize")
     if "memory" in only:
@@ -866,6 +928,7 @@ def main():
         "start_method": "fork",
         "measurements": results.measurements,
         "memory": results.memory,
+        "interleaved": results.interleaved,
         "notes": results.notes,
     }, sys.stdout, indent=1)
     sys.stdout.write("\n")

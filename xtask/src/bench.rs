@@ -372,6 +372,7 @@ fn python_peers(root: &Path, quick: bool, report: &mut Report) {
             report.machine.python = Some(peers.python);
             report.measurements.extend(peers.measurements);
             report.memory.extend(peers.memory);
+            report.interleaved.extend(peers.interleaved);
             report.notes.extend(peers.notes.into_iter().map(|n| format!("Python peers: {n}")));
         }
         Err(why) => {

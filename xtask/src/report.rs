@@ -176,6 +176,8 @@ pub struct Peers {
     pub measurements: Vec<Measurement>,
     /// Their W6 memory runs.
     pub memory: Vec<MemoryProbe>,
+    /// Their comparisons timed in alternating rounds.
+    pub interleaved: Vec<interleaved::Interleaved>,
     /// What they could not run.
     pub notes: Vec<String>,
 }
@@ -365,7 +367,8 @@ pub fn parse_chaos(stdout: &str) -> Result<ChaosRun, String> {
 /// `{"python", "numpy", "versions": {"numpy", "loky", ..}, "measurements":
 /// [{"group", "implementation", "median_ns", "mean_ns", "throughput":
 /// {"Elements": n} | {"Bytes": n} | null, "detail"}], "memory": [<w6-memory
-/// line>], "notes": [..]}`. Rows without a group, an implementation or a
+/// line>], "interleaved": [<ab --json line>], "notes": [..]}`. Rows
+/// without a group, an implementation or a
 /// positive median are skipped with a note. The `multiprocessing` and
 /// `python-serial` rows of a `py-*` group also join the process suite's
 /// `P-*` group of the same workload ([`python::process_copies`]).
@@ -404,6 +407,13 @@ pub fn parse_peers(stdout: &str) -> Result<Peers, String> {
             Err(why) => notes.push(format!("a memory run was skipped ({why}): {probe}")),
         }
     }
+    let mut interleaved = Vec::new();
+    for row in doc.get("interleaved").and_then(Value::as_array).into_iter().flatten() {
+        match interleaved::from_value(row) {
+            Some(i) => interleaved.push(i),
+            None => notes.push(format!("an interleaved comparison was skipped: {row}")),
+        }
+    }
     measurements.extend(python::process_copies(&measurements));
     let mut python = format!("Python {}", text(&doc, "python").unwrap_or_else(|| "?".to_owned()));
     let versions = doc.get("versions").and_then(Value::as_object);
@@ -418,7 +428,7 @@ pub fn parse_peers(stdout: &str) -> Result<Peers, String> {
             python.push_str(&format!(", {package} {version}"));
         }
     }
-    Ok(Peers { python, measurements, memory, notes })
+    Ok(Peers { python, measurements, memory, interleaved, notes })
 }
 
 // ---------------------------------------------------------------------------

@@ -36,20 +36,25 @@ pub fn parse(stdout: &str) -> Vec<Interleaved> {
     stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-        .filter_map(|v| {
-            let text = |k: &str| v.get(k)?.as_str().map(str::to_owned);
-            let number = |k: &str| v.get(k)?.as_f64().filter(|x| x.is_finite() && *x > 0.0);
-            Some(Interleaved {
-                group: text("interleaved")?,
-                subject: text("subject")?,
-                reference: text("reference")?,
-                ratio: number("ratio")?,
-                q1: number("q1")?,
-                q3: number("q3")?,
-                rounds: v.get("rounds")?.as_u64()?,
-            })
-        })
+        .filter_map(|v| from_value(&v))
         .collect()
+}
+
+/// One comparison as `ab --json` prints it (and `benches/py/peers.py` in
+/// its `interleaved` list): `{"interleaved": group, "subject",
+/// "reference", "ratio", "q1", "q3", "rounds"}`.
+pub fn from_value(v: &Value) -> Option<Interleaved> {
+    let text = |k: &str| v.get(k)?.as_str().map(str::to_owned);
+    let number = |k: &str| v.get(k)?.as_f64().filter(|x| x.is_finite() && *x > 0.0);
+    Some(Interleaved {
+        group: text("interleaved")?,
+        subject: text("subject")?,
+        reference: text("reference")?,
+        ratio: number("ratio")?,
+        q1: number("q1")?,
+        q3: number("q3")?,
+        rounds: v.get("rounds")?.as_u64()?,
+    })
 }
 
 /// The comparison of `subject` with `reference` on `group`, if it ran.

@@ -419,6 +419,10 @@ const PEERS: &str = r#"{
   {"backend": "multiprocessing-best", "items": 100000, "peak_rss_kib": 33000, "worker_peak_rss_kib": 22000, "pulled_before_first": 40000, "seconds": 0.05, "chunksize": 10000},
   {"backend": "multiprocessing-best", "items": 10000000, "peak_rss_kib": 36000, "worker_peak_rss_kib": 22000, "pulled_before_first": 50000, "seconds": 2.6, "chunksize": 10000}
  ],
+ "interleaved": [
+  {"interleaved": "py-W6", "subject": "shoal-py-process", "reference": "multiprocessing-unordered-best", "ratio": 0.45, "q1": 0.41, "q3": 0.49, "rounds": 7, "detail": "chunksize 10000"},
+  {"interleaved": "py-W6", "subject": "shoal-py-threads", "ratio": 0.8}
+ ],
  "notes": ["P-W3 (numpy) skipped: numpy is not installed"]
 }
 "#;
@@ -511,8 +515,15 @@ fn parses_the_peers_document() {
     assert_eq!(peers.memory.len(), 2);
     assert_eq!(peers.memory[0].worker_peak_rss_kib, Some(22_000));
     assert_eq!(peers.memory[1].pulled_before_first, Some(50_000));
-    assert_eq!(peers.notes.len(), 2, "{:?}", peers.notes);
+    // The whole interleaved comparison is read; the one without its
+    // reference and quartiles is skipped with a note.
+    assert_eq!(peers.interleaved.len(), 1);
+    let i = &peers.interleaved[0];
+    assert_eq!((i.group.as_str(), i.subject.as_str()), ("py-W6", "shoal-py-process"));
+    assert_eq!((i.ratio, i.q1, i.q3, i.rounds), (0.45, 0.41, 0.49, 7));
+    assert_eq!(peers.notes.len(), 3, "{:?}", peers.notes);
     assert!(peers.notes[1].contains("broken"), "{:?}", peers.notes);
+    assert!(peers.notes[2].contains("interleaved comparison was skipped"), "{:?}", peers.notes);
     assert!(parse_peers("peers: oops").is_err());
     assert!(parse_peers("{}").is_err());
 }
@@ -822,9 +833,11 @@ fn python_groups_compare_with_the_fastest_peer() {
     assert!(text.contains("targets (Python binding)"), "{text}");
 }
 
-/// The process report plus shoal's rows and the peers the targets need.
+/// The process report plus shoal's rows, the peers the targets need and
+/// the peers' interleaved comparison.
 fn shoal_report() -> Report {
     let mut report = process_report();
+    report.interleaved = parse_peers(PEERS).unwrap().interleaved;
     let elements = |n| Some(Throughput::Elements(n));
     report.measurements.extend([
         measurement("py-W1", "shoal-py-process", 12.0, elements(100_000)),
@@ -886,9 +899,10 @@ fn python_targets_are_checked_for_each_shoal_backend() {
     check("py-W4 shoal-py-process vs multiprocessing (fork)", "0.80x the time", Some(true));
     check("py-W4 shoal-py-threads vs multiprocessing (fork)", "-", None);
     check("py-W5 shoal-py-process vs multiprocessing", "5.00x the MB/s", Some(true));
+    // Timed in alternating rounds: that ratio is the one checked.
     check(
         "py-W6 shoal-py-process imap vs multiprocessing imap_unordered at its best chunksize",
-        "0.467x the time",
+        "0.450x the time (median of 7 interleaved rounds)",
         Some(true),
     );
     check(
