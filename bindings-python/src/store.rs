@@ -2,16 +2,19 @@
 //! held as Python lists, so that the core moves only indices.
 //!
 //! The core sees `usize` items (positions in the input) and `()` results:
-//! a chunk is a slice of the input (one C call to cut, one to pickle) and
-//! its results stay the list that ran or unpickled them ([`Part`]).
+//! a chunk is a range of the input (read in place to pack it, or cut with
+//! one C call to pickle it, [`Store::pieces`]) and its results stay the
+//! list that ran or unpickled them, or the packed numbers a worker
+//! process sent ([`Part`], [`Values`]).
 //! Per item, the Rust side moves a `usize` and a `()` instead of a Python
 //! object each way (W1: taking each item into a Rust vector, out of it
 //! into a chunk list, out of each result list and into the final list
 //! cost more than the pickling; W6: the per-item hand-overs of `imap`
 //! took more of the parent's time than pulling, pickling and unpickling).
 //!
-//! - `map` moves each part into its list of results as it arrives, and
-//!   [`Store::join`] checks that every item came;
+//! - `map` moves each part into its list of results as it arrives (packed
+//!   numbers are made into it directly), and [`Store::join`] checks that
+//!   every item came;
 //! - `imap` and its siblings hand each part to their consumer as a whole
 //!   ([`Store::take_part`], see `crate::batch`).
 //!
@@ -21,10 +24,11 @@
 //! time into blocks, each dropped once every item of it went into a chunk
 //! ([`Indices`] pulls, [`Store::slice`] takes).
 //!
-//! Locks: the interpreter lock is taken before a store's mutexes, and no
-//! Python code runs while one is held (pulling, slicing and dropping
-//! happen outside them): Python code may switch threads, and another
-//! thread holding the interpreter lock may be waiting for the mutex.
+//! Locks: the interpreter lock is taken before a store's mutexes (a
+//! reader thread keeps packed results without it), and no Python code runs
+//! while one is held (pulling, slicing and dropping happen outside them):
+//! Python code may switch threads, and another thread holding the
+//! interpreter lock may be waiting for the mutex.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
