@@ -52,13 +52,15 @@ Workloads (the same work as the process suite's `P-*` groups):
                imap_unordered with default settings. concurrent.futures and
                loky have no lazy map: Executor.map submits every chunk before
                it returns.
-  py-W6 (interleaved)
-               shoal's imap beside multiprocessing's imap_unordered at its
-               best chunksize, both pools in one interpreter, one run of each
-               per round (7 rounds, 15 without --quick): the `interleaved`
-               list of the output, with the median and quartiles of the
-               rounds' time ratios. This machine's speed moves by up to 2x
-               within seconds; a round's two runs see the same speed.
+  py-W1, py-W6 (interleaved)
+               shoal's map beside multiprocessing's map at its best chunksize
+               (5 maps of each per round), shoal's imap beside
+               multiprocessing's imap_unordered at its best chunksize (one
+               run of each): both pools in one interpreter, 7 rounds (15
+               without --quick), in the `interleaved` list of the output with
+               the median and quartiles of the rounds' time ratios. This
+               machine's speed moves by up to 2x within seconds; a round's
+               two sides see the same speed.
 
 Each (workload, implementation) runs in a fresh interpreter (this script
 with --group and --peer), so that none inherits another's allocator state
@@ -127,6 +129,8 @@ W2_JOBS = os.path.join(HERE, "..", "..", "..", "shared", "workloads", "w2_jobs.j
 
 W1_ITEMS = 100_000
 W1_CHUNKSIZES = [1_000, 5_000, 12_500, 25_000, 50_000]
+# Maps of each side per interleaved W1 round (a map takes milliseconds).
+W1_MAPS_PER_ROUND = 5
 # Items of the default (chunksize 1, one future per item) W1 and W6 rows of
 # concurrent.futures and loky: (full, quick).
 EAGER_ITEMS = (20_000, 5_000)
@@ -664,32 +668,27 @@ def w6(p, results, cfg):
     return best
 
 
-def w6_interleaved(name, results, cfg):
-    """py-W6's target in alternating rounds: shoal's `imap` (pool `name`)
-    and `multiprocessing`'s `imap_unordered` at its best chunksize, both
-    pools in this process, one run of each per round (the order switching
-    every round). This machine's speed moves by up to 2x within seconds,
-    and a ratio of two medians measured one after the other moved with it
-    (0.41x-0.61x in one hour); the ratio of a round's two times does not,
-    as the core's interleaved targets (`ab`) found."""
+def interleaved(results, cfg, group, name, reference, search, setup):
+    """A target's comparison in alternating rounds: shoal (pool `name`) and
+    `multiprocessing` at its best chunksize, both pools in this process, one
+    run of each per round (the order switching every round). This
+    machine's speed moves by up to 2x within seconds, and a ratio of two
+    medians measured one after the other moved with it (py-W6: 0.41x-0.61x
+    in one hour, py-W1 1.25x-1.86x); the ratio of a round's two times does
+    not, as the core's interleaved targets (`ab`) found.
+
+    `search(peer, pool)` returns the peer's best chunksize and what was
+    searched; `setup(peer, peer_pool, subject, pool, chunksize)` returns
+    the two runs `(run_subject, run_peer)`."""
     peer, subject = Multiprocessing(), implementation(name)
-
-    def total(results_iter):
-        got = sum(results_iter)
-        assert got == W6_ITEMS * (W6_ITEMS + 1) // 2, got
-
     # The peer's pool first: it forks before shoal's threads exist.
     with peer.pool(2) as peer_pool:
         warm(peer, peer_pool, 2)
-        best, _ = best_chunksize(
-            lambda c: sum(peer.imap_unordered(peer_pool, inc, generator(W6_SEARCH_ITEMS), c)),
-            W6_CHUNKSIZES, cfg.search_reps)
+        best, searched = search(peer, peer_pool)
         with subject.pool(2) as pool:
             warm(subject, pool, 2)
-            run_subject = lambda: total(subject.imap(pool, inc, generator(W6_ITEMS)))  # noqa: E731
-            run_peer = lambda: total(  # noqa: E731
-                peer.imap_unordered(peer_pool, inc, generator(W6_ITEMS), best))
-            run_subject()  # the chunker's first batch of `inc`
+            run_subject, run_peer = setup(peer, peer_pool, subject, pool, best)
+            run_subject()  # the chunker's first batch of this function
             ratios = []
             for r in range(cfg.interleaved_rounds):
                 pair = [run_subject, run_peer] if r % 2 == 0 else [run_peer, run_subject]
@@ -701,12 +700,56 @@ def w6_interleaved(name, results, cfg):
                 ratios.append(times[run_subject] / times[run_peer])
     q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     results.interleaved.append({
-        "interleaved": "py-W6", "subject": name, "reference": "multiprocessing-unordered-best",
+        "interleaved": group, "subject": name, "reference": reference,
         "ratio": median, "q1": q1, "q3": q3, "rounds": len(ratios),
-        "detail": f"imap vs imap_unordered chunksize {best}, best of {W6_CHUNKSIZES}",
+        "detail": f"chunksize {best}, best of {searched}",
     })
-    log(f"py-W6 interleaved {name} / multiprocessing-unordered-best: {median:.3f}x "
+    log(f"{group} interleaved {name} / {reference}: {median:.3f}x "
         f"(q1 {q1:.3f}, q3 {q3:.3f}, {len(ratios)} rounds, chunksize {best})")
+
+
+def w1_interleaved(name, results, cfg):
+    """py-W1: shoal's `map` against `multiprocessing`'s at its best
+    chunksize (the fastest peer in every run so far), a few maps of each
+    per round."""
+    items = list(range(W1_ITEMS))
+
+    def search(peer, peer_pool):
+        best, _ = best_chunksize(lambda c: peer.map(peer_pool, square, items, c),
+                                 W1_CHUNKSIZES, cfg.fast_reps, cfg.budget)
+        return best, W1_CHUNKSIZES
+
+    def setup(peer, peer_pool, subject, pool, best):
+        def run_subject():
+            for _ in range(W1_MAPS_PER_ROUND):
+                subject.map(pool, square, items)
+
+        def run_peer():
+            for _ in range(W1_MAPS_PER_ROUND):
+                peer.map(peer_pool, square, items, best)
+        return run_subject, run_peer
+
+    interleaved(results, cfg, "py-W1", name, "multiprocessing-best", search, setup)
+
+
+def w6_interleaved(name, results, cfg):
+    """py-W6: shoal's `imap` against `multiprocessing`'s `imap_unordered` at
+    its best chunksize, one run of each per round."""
+    def total(results_iter):
+        got = sum(results_iter)
+        assert got == W6_ITEMS * (W6_ITEMS + 1) // 2, got
+
+    def search(peer, peer_pool):
+        best, _ = best_chunksize(
+            lambda c: sum(peer.imap_unordered(peer_pool, inc, generator(W6_SEARCH_ITEMS), c)),
+            W6_CHUNKSIZES, cfg.search_reps)
+        return best, W6_CHUNKSIZES
+
+    def setup(peer, peer_pool, subject, pool, best):
+        return (lambda: total(subject.imap(pool, inc, generator(W6_ITEMS))),
+                lambda: total(peer.imap_unordered(peer_pool, inc, generator(W6_ITEMS), best)))
+
+    interleaved(results, cfg, "py-W6", name, "multiprocessing-unordered-best", search, setup)
 
 
 # ------------------------------------------------------------ W6 memory ----
@@ -787,6 +830,9 @@ def versions():
 
 
 GROUPS = ["W1", "W2", "W3", "W4", "W5", "W6", "memory"]
+# The targets also timed in alternating rounds (hidden groups, run after
+# their workload's rows for each shoal backend).
+INTERLEAVED = {"W1-interleaved": w1_interleaved, "W6-interleaved": w6_interleaved}
 
 
 def run_group(group, name, cfg, malloc_tuned, results):
@@ -795,9 +841,9 @@ def run_group(group, name, cfg, malloc_tuned, results):
     if name == "python-serial":
         w3_serial(results, cfg)
         return None
-    if group == "W6-interleaved":
-        return results.attempt(f"py-W6-interleaved/{name}",
-                               lambda: w6_interleaved(name, results, cfg))
+    if group in INTERLEAVED:
+        return results.attempt(f"py-{group}/{name}",
+                               lambda: INTERLEAVED[group](name, results, cfg))
     p = implementation(name)
     workloads = {
         "W1": lambda: w1(p, results, cfg),
@@ -853,7 +899,7 @@ def main():
                         help=f"comma-separated subset of {','.join(GROUPS)}")
     parser.add_argument("--peers", default=",".join(IMPLEMENTATIONS),
                         help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)}")
-    parser.add_argument("--group", choices=GROUPS[:-1] + ["W6-interleaved"],
+    parser.add_argument("--group", choices=GROUPS[:-1] + list(INTERLEAVED),
                         help=argparse.SUPPRESS)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--malloc-tuned", action="store_true", help=argparse.SUPPRESS)
@@ -895,8 +941,9 @@ def main():
             continue
         for name in available:
             runs.append((group, name, False))
-            if group == "W6" and name in SHOAL and "multiprocessing" in available:
-                runs.append(("W6-interleaved", name, False))
+            if f"{group}-interleaved" in INTERLEAVED and name in SHOAL \
+                    and "multiprocessing" in available:
+                runs.append((f"{group}-interleaved", name, False))
             if group == "W3" and name == "multiprocessing":
                 runs.append((group, name, True))
                 runs.append((group, "python-serial", False))
