@@ -485,6 +485,17 @@ impl Batch {
         }
     }
 
+    /// With `values`, the next result of the part being read if it is a
+    /// plain value: a new reference. Runs no Python code and does not
+    /// panic (`crate::iternext`).
+    pub(crate) fn next_ready(&self, py: Python<'_>) -> Option<*mut ffi::PyObject> {
+        if !self.values {
+            return None;
+        }
+        // SAFETY: `next_clean` runs no Python code.
+        unsafe { self.reading.with(py, |r| r.as_mut().and_then(|r| r.next_clean())) }
+    }
+
     /// The next item's outcome, skipping messages.
     fn take_outcome(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Outcome>> {
         loop {
@@ -552,19 +563,6 @@ impl Batch {
                 Ok((index, py.None(), payload).into_pyobject(py)?.into_any().unbind())
             }
         }
-    }
-}
-
-impl Batch {
-    /// With `values`, the next result of the part being read if it is a
-    /// plain value: a new reference. Runs no Python code and does not
-    /// panic (`crate::iternext`).
-    pub(crate) fn next_ready(&self, py: Python<'_>) -> Option<*mut ffi::PyObject> {
-        if !self.values {
-            return None;
-        }
-        // SAFETY: `next_clean` runs no Python code.
-        unsafe { self.reading.with(py, |r| r.as_mut().and_then(|r| r.next_clean())) }
     }
 }
 

@@ -30,6 +30,9 @@ use crate::store::{Piece, Store};
 /// The name under which worker processes run Python chunks.
 pub(crate) const PY_FUNCTION: &str = "shoal.python.chunk";
 
+/// The call mode of chunks of `f(x)` calls (`shoal._codec.CALL`).
+pub(crate) const CALL: u8 = 0;
+
 /// The call mode of single calls: each item is `(func, args, kwargs)`
 /// (`shoal._codec.EACH`).
 pub(crate) const EACH: u8 = 3;
@@ -437,7 +440,7 @@ pub(crate) fn map_codec(
             if packed::is_packed(body) {
                 // Plain numbers (never a `Failure`): kept as bytes, without
                 // the interpreter lock, for a batch that hands out parts.
-                let kept = packed::Numbers::parse(body.to_vec(), 0)
+                let kept = packed::Numbers::parse(body.to_vec())
                     .and_then(|numbers| decode_store.keep_numbers(first, numbers));
                 return match kept {
                     Ok(n) => Ok((vec![(); n], Vec::new())),

@@ -79,6 +79,48 @@ pub(crate) unsafe fn items_of<'a>(
     }
 }
 
+/// Whether `x` packs as an int (`Some(true)`: exactly an `int`), a float
+/// (`Some(false)`: exactly a `float`) or not at all.
+///
+/// # Safety
+/// `x` is a live object; call with the interpreter lock held.
+unsafe fn kind_of(x: *mut ffi::PyObject) -> Option<bool> {
+    // SAFETY: the caller's promise.
+    let ty = unsafe { ffi::Py_TYPE(x) };
+    if ty == &raw mut ffi::PyLong_Type {
+        Some(true)
+    } else if ty == &raw mut ffi::PyFloat_Type {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The 8 bytes of `x` if it packs as its list's kind (`ints` or floats:
+/// the exact type, an `int` within 64 bits).
+///
+/// # Safety
+/// As for [`kind_of`]; an exact `int` or `float` converts without running
+/// Python code.
+unsafe fn value_of(x: *mut ffi::PyObject, ints: bool) -> Option<[u8; 8]> {
+    // SAFETY: the caller's promise.
+    unsafe {
+        if kind_of(x)? != ints {
+            return None;
+        }
+        if !ints {
+            return Some(ffi::PyFloat_AsDouble(x).to_le_bytes());
+        }
+        let mut overflow = 0;
+        let v = ffi::PyLong_AsLongLongAndOverflow(x, &mut overflow);
+        (overflow == 0).then(|| v.to_le_bytes())
+    }
+}
+
+fn tag(ints: bool) -> u8 {
+    if ints { INTS } else { FLOATS }
+}
+
 /// Appends the packed bytes of the items of `parts` (one list's worth,
 /// in pieces) to `out`; `false` when they must be pickled (`out` then
 /// holds a partial packing, which the caller drops). The items are live
@@ -89,38 +131,17 @@ fn pack_into(parts: &[&[*mut ffi::PyObject]], out: &mut Vec<u8>) -> bool {
     if n < MIN_ITEMS {
         return false;
     }
-    // SAFETY: each pointer is a live object (the caller's promise); the
-    // loops below run no Python code (an exact `int` or `float` converts
-    // without calling back).
-    unsafe {
-        let ty = ffi::Py_TYPE(head);
-        out.reserve(1 + 8 * n);
-        if ty == &raw mut ffi::PyLong_Type {
-            out.push(INTS);
-            for &x in parts.iter().copied().flatten() {
-                if ffi::Py_TYPE(x) != ty {
-                    return false;
-                }
-                let mut overflow = 0;
-                let v = ffi::PyLong_AsLongLongAndOverflow(x, &mut overflow);
-                if overflow != 0 {
-                    return false;
-                }
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        } else if ty == &raw mut ffi::PyFloat_Type {
-            out.push(FLOATS);
-            for &x in parts.iter().copied().flatten() {
-                if ffi::Py_TYPE(x) != ty {
-                    return false;
-                }
-                out.extend_from_slice(&ffi::PyFloat_AsDouble(x).to_le_bytes());
-            }
-        } else {
-            return false;
-        }
-        true
+    // SAFETY: each pointer is a live object (the caller's promise) and the
+    // lock is held; packing runs no Python code.
+    let Some(ints) = (unsafe { kind_of(head) }) else { return false };
+    out.reserve(1 + 8 * n);
+    out.push(tag(ints));
+    for &x in parts.iter().copied().flatten() {
+        // SAFETY: as above.
+        let Some(v) = (unsafe { value_of(x, ints) }) else { return false };
+        out.extend_from_slice(&v);
     }
+    true
 }
 
 /// Appends a chunk of `function` (pickled) called in `mode` on the items
@@ -199,54 +220,37 @@ impl<'a> PackedChunk<'a> {
 pub(crate) struct Packer {
     /// The tag (once the first result came), then the values.
     out: Vec<u8>,
-    ty: *mut ffi::PyTypeObject,
+    /// Ints or floats, once the first result came.
+    ints: Option<bool>,
 }
 
 impl Packer {
     pub(crate) fn new(n: usize) -> Self {
         let mut out = Vec::with_capacity(1 + 8 * n);
         out.push(0);
-        Packer { out, ty: std::ptr::null_mut() }
+        Packer { out, ints: None }
     }
 
     /// Appends `x` if it packs as the results before it did; false (and
     /// nothing appended) otherwise. Call with the interpreter lock held,
     /// `x` a live object.
     pub(crate) fn push(&mut self, x: *mut ffi::PyObject) -> bool {
-        // SAFETY: `x` is live and the lock held (the caller's promise);
-        // an exact `int` or `float` converts without running Python code.
-        unsafe {
-            let ty = ffi::Py_TYPE(x);
-            if self.ty.is_null() {
-                if ty == &raw mut ffi::PyLong_Type {
-                    self.out[0] = INTS;
-                } else if ty == &raw mut ffi::PyFloat_Type {
-                    self.out[0] = FLOATS;
-                } else {
-                    return false;
-                }
-                self.ty = ty;
-            } else if ty != self.ty {
-                return false;
-            }
-            if self.out[0] == INTS {
-                let mut overflow = 0;
-                let v = ffi::PyLong_AsLongLongAndOverflow(x, &mut overflow);
-                if overflow != 0 {
-                    return false;
-                }
-                self.out.extend_from_slice(&v.to_le_bytes());
-            } else {
-                self.out.extend_from_slice(&ffi::PyFloat_AsDouble(x).to_le_bytes());
-            }
+        // SAFETY: `x` is live and the lock held (the caller's promise).
+        let Some(ints) = self.ints.or_else(|| unsafe { kind_of(x) }) else { return false };
+        // SAFETY: as above.
+        let Some(v) = (unsafe { value_of(x, ints) }) else { return false };
+        if self.ints.is_none() {
+            self.out[0] = tag(ints);
+            self.ints = Some(ints);
         }
+        self.out.extend_from_slice(&v);
         true
     }
 
     /// The packed results (from [`pack`]'s layout); `None` before the
     /// first result.
     pub(crate) fn bytes(&self) -> Option<&[u8]> {
-        (!self.ty.is_null()).then_some(&self.out[..])
+        self.ints.is_some().then_some(&self.out[..])
     }
 
     /// The results so far as a new list.
@@ -336,27 +340,25 @@ fn list_from<'py>(py: Python<'py>, ints: bool, body: &[u8]) -> PyResult<Bound<'p
 /// takes it.
 pub(crate) struct Numbers {
     ints: bool,
+    /// The tag, then the values.
     bytes: Vec<u8>,
-    /// Where the values start in `bytes` (after any header and the tag).
-    at: usize,
 }
 
 impl Numbers {
-    /// The numbers packed in `bytes[at..]` (from [`pack`]).
-    pub(crate) fn parse(bytes: Vec<u8>, at: usize) -> PyResult<Self> {
-        let ints = values(bytes.get(at..).unwrap_or_default())?.0;
-        Ok(Numbers { ints, bytes, at: at + 1 })
+    /// The numbers packed in `bytes` (from [`pack`]).
+    pub(crate) fn parse(bytes: Vec<u8>) -> PyResult<Self> {
+        let ints = values(&bytes)?.0;
+        Ok(Numbers { ints, bytes })
     }
 
     pub(crate) fn len(&self) -> usize {
-        (self.bytes.len() - self.at) / 8
+        (self.bytes.len() - 1) / 8
     }
 
     /// Number `i` (below `len`) as a new object, or null with the error
     /// set. Call with the interpreter lock held.
     pub(crate) fn object(&self, i: usize) -> *mut ffi::PyObject {
-        let start = self.at + 8 * i;
-        object(self.ints, &self.bytes[start..start + 8])
+        object(self.ints, &self.bytes[1 + 8 * i..9 + 8 * i])
     }
 }
 

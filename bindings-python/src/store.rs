@@ -357,27 +357,35 @@ pub(crate) fn joined<'py>(py: Python<'py>, pieces: &[Piece<'py>]) -> PyResult<Bo
     Ok(out)
 }
 
-/// Makes `numbers` into the slots of `out` from `first` on (when they
-/// fit; else `join` reports the count that does not match) and returns
-/// what those slots held before (a retried chunk's earlier results).
-fn fill(out: &Bound<'_, PyList>, first: usize, numbers: &Numbers) -> PyResult<Vec<Obj>> {
+/// Sets the `n` slots of `out` from `first` on to `item(j)` (new
+/// references, or null with the error set) and returns what those slots
+/// held before (a retried chunk's earlier results). Results that would not
+/// fit are left out: `join` then reports the count that does not match.
+///
+/// # Safety
+/// Call with the interpreter lock held; `item` runs no Python code.
+unsafe fn set_slots(
+    out: &Bound<'_, PyList>,
+    first: usize,
+    n: usize,
+    mut item: impl FnMut(usize) -> *mut ffi::PyObject,
+) -> PyResult<Vec<Obj>> {
     let py = out.py();
     let mut replaced = Vec::new();
-    // SAFETY: with the interpreter lock held, each slot of `out` below its
-    // length holds a reference or (not yet filled) NULL; each slot set here
-    // takes a new reference, and the one it held is handed back.
+    // SAFETY: with the lock held, each slot of `out` below its length holds
+    // a reference or (not yet filled) NULL; each slot set here takes the
+    // new reference, and the one it held is handed back.
     unsafe {
         let o = out.as_ptr();
-        let n = numbers.len();
         if first.checked_add(n).is_none_or(|end| end > ffi::PyList_GET_SIZE(o) as usize) {
             return Ok(replaced);
         }
-        for i in 0..n {
-            let x = numbers.object(i);
+        for j in 0..n {
+            let x = item(j);
             if x.is_null() {
                 return Err(PyErr::fetch(py));
             }
-            let slot = (first + i) as ffi::Py_ssize_t;
+            let slot = (first + j) as ffi::Py_ssize_t;
             let old = ffi::PyList_GET_ITEM(o, slot);
             if !old.is_null() {
                 replaced.push(Bound::from_owned_ptr(py, old).unbind());
@@ -388,43 +396,39 @@ fn fill(out: &Bound<'_, PyList>, first: usize, numbers: &Numbers) -> PyResult<Ve
     Ok(replaced)
 }
 
-/// Moves `results` into `out` from slot `first` on (they are left empty
-/// when nobody else holds them, else copied with references of their own)
-/// and returns what those slots held before (a retried chunk's earlier
-/// results). Results that would not fit stay where they are: `join` then
-/// reports the count that does not match.
+/// Makes `numbers` into the slots of `out` from `first` on (see
+/// [`set_slots`]).
+fn fill(out: &Bound<'_, PyList>, first: usize, numbers: &Numbers) -> PyResult<Vec<Obj>> {
+    // SAFETY: making a number runs no Python code; the lock is held (`out`).
+    unsafe { set_slots(out, first, numbers.len(), |j| numbers.object(j)) }
+}
+
+/// Moves `results` into `out` from slot `first` on (see [`set_slots`]):
+/// they are left empty when nobody else holds them, else copied with
+/// references of their own.
 fn move_into(out: &Bound<'_, PyList>, first: usize, results: &Bound<'_, PyList>) -> Vec<Obj> {
-    let py = out.py();
-    let mut replaced = Vec::new();
-    // SAFETY: with the interpreter lock held, the slots below each list's
-    // length hold references or (in `out`, not yet filled) NULL; each slot
-    // of `out` set here takes one reference, and the one it held is
-    // handed back. When `results` is ours alone, its length drops to 0,
-    // so freeing it releases nothing.
+    // SAFETY: with the lock held (`out`), each slot below the length of
+    // `results` holds a reference. When `results` is ours alone its
+    // references move and its length drops to 0, so freeing it releases
+    // nothing; the moves only happen if every result fits.
     unsafe {
-        let (o, r) = (out.as_ptr(), results.as_ptr());
-        let n = ffi::PyList_GET_SIZE(r);
-        if first.checked_add(n as usize).is_none_or(|end| end > ffi::PyList_GET_SIZE(o) as usize) {
-            return replaced;
-        }
+        let r = results.as_ptr();
+        let n = ffi::PyList_GET_SIZE(r) as usize;
         let only = ffi::Py_REFCNT(r) == 1;
-        for j in 0..n {
-            let item = ffi::PyList_GET_ITEM(r, j);
+        let fits = first.checked_add(n).is_some_and(|end| end <= out.len());
+        let replaced = set_slots(out, first, n, |j| {
+            let item = ffi::PyList_GET_ITEM(r, j as ffi::Py_ssize_t);
             if !only {
                 ffi::Py_INCREF(item);
             }
-            let slot = first as ffi::Py_ssize_t + j;
-            let old = ffi::PyList_GET_ITEM(o, slot);
-            if !old.is_null() {
-                replaced.push(Bound::from_owned_ptr(py, old).unbind());
-            }
-            ffi::PyList_SET_ITEM(o, slot, item);
-        }
-        if only {
+            item
+        });
+        if only && fits {
             (*r.cast::<ffi::PyVarObject>()).ob_size = 0;
         }
+        // Items of a list are never null: the only error is none.
+        replaced.unwrap_or_default()
     }
-    replaced
 }
 
 /// Up to [`PULL`] items of `iter` and whether it ended; on an exception,

@@ -17,7 +17,7 @@ use shoal_core::backend::WorkerState;
 use shoal_core::function::{NamedFunction, Registry};
 use shoal_process::WorkerHooks;
 
-use crate::chunk::{MAP_HEADER, MAP_RESULTS_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
+use crate::chunk::{CALL, MAP_HEADER, MAP_RESULTS_HEADER, PY_FUNCTION, PY_MAP_FUNCTION, with_view};
 use crate::errors::describe;
 use crate::packed;
 
@@ -91,9 +91,6 @@ fn run_chunk(arguments: &[u8], header: Option<&[u8]>) -> Result<Vec<u8>, String>
         })
     })
 }
-
-/// `shoal._codec.CALL`: `f(x)` for each item.
-const CALL: u8 = 0;
 
 /// Runs a packed chunk of `f(x)` calls in a loop here: each item made into
 /// an object just before its call and freed after it, each result packed
