@@ -1,4 +1,5 @@
-//! The `forkserver` start method: worker processes forked from a server.
+//! The `forkserver` and `fork` start methods: worker processes forked
+//! from a server.
 //!
 //! Starting a new interpreter for every worker (`spawn`) costs tens of
 //! milliseconds; forking the pool's own process is fast but not safe, as a
@@ -6,7 +7,11 @@
 //! the child). The fork server is a single-threaded interpreter, one per
 //! pool process, started with the first pool that needs it, which imported
 //! shoal once (`shoal._forkserver.serve`) and forks each worker in about a
-//! millisecond.
+//! millisecond. With `fork`, the server is instead a copy of the pool's
+//! process, forked once as the pool is made, before the pool's threads
+//! exist and only while no other thread runs Python code or a pool
+//! ([`ForkedServer`]): its workers start as copies of the pool's process
+//! as it was then, as `multiprocessing`'s `fork` workers do.
 //!
 //! A pool's workers must be children of the pool's process: the process
 //! backend waits for them, reads their exit status and signals them by pid
@@ -60,15 +65,14 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shoal_process::{Launch, Launcher};
 
@@ -215,14 +219,23 @@ fn retire(mut server: Server) {
     }
 }
 
-/// One request and its reply over `server`.
-fn ask(server: &Server, launch: &Launch, body: &[u8]) -> io::Result<i64> {
+/// One request and its reply over a server's socket.
+fn ask(sock: &UnixStream, launch: &Launch, body: &[u8]) -> io::Result<i64> {
     let fds: Vec<RawFd> = launch.fds.iter().map(|&(fd, _)| fd).collect();
-    send_with_fds(&server.sock, &(body.len() as u64).to_le_bytes(), &fds)?;
-    (&server.sock).write_all(body)?;
+    send_with_fds(sock, &(body.len() as u64).to_le_bytes(), &fds)?;
+    (&*sock).write_all(body)?;
     let mut reply = [0u8; 8];
-    (&server.sock).read_exact(&mut reply)?;
+    (&*sock).read_exact(&mut reply)?;
     Ok(i64::from_le_bytes(reply))
+}
+
+/// The worker's pid from a fork request's reply.
+fn worker_pid(reply: i64) -> io::Result<u32> {
+    if reply < 0 {
+        let e = io::Error::from_raw_os_error((-reply) as i32);
+        return Err(io::Error::other(format!("the fork server could not fork a worker: {e}")));
+    }
+    Ok(reply as u32)
 }
 
 /// Sends the pending import requests to `server`; false if it is no
@@ -295,17 +308,74 @@ impl Launcher for ForkServer {
                 retire(server.take().expect("started above"));
                 continue; // imports are off now: the next server forks at once
             }
-            match ask(server.as_ref().expect("started above"), launch, &body) {
+            match ask(&server.as_ref().expect("started above").sock, launch, &body) {
                 Ok(reply) => break reply,
                 Err(e) if fresh => return Err(e),
                 Err(_) => retire(server.take().expect("asked above")),
             }
         };
-        if reply < 0 {
-            let e = io::Error::from_raw_os_error((-reply) as i32);
-            return Err(io::Error::other(format!("the fork server could not fork a worker: {e}")));
+        worker_pid(reply)
+    }
+}
+
+/// The `fork` start method's server: a copy of the pool's process, forked
+/// as the pool was made (`shoal._forkserver.fork_server`), that serves
+/// that pool alone and is never replaced (a later copy of the pool's
+/// process, which then runs the pool's threads, would not be safe). It
+/// speaks the protocol above without import requests: its workers start
+/// with every module the pool's process had.
+#[pyclass(module = "shoal._shoal", frozen)]
+pub(crate) struct ForkedServer(Arc<Forked>);
+
+pub(crate) struct Forked {
+    sock: Mutex<UnixStream>,
+    pid: libc::pid_t,
+}
+
+#[pymethods]
+impl ForkedServer {
+    /// Takes `fd` (the pool's end of the server's socket) and the server,
+    /// child `pid` of this process: stopped and reaped once no pool uses
+    /// it.
+    #[new]
+    fn new(fd: RawFd, pid: i32) -> PyResult<Self> {
+        if fd < 0 || pid <= 0 {
+            return Err(PyValueError::new_err(format!("a forked server needs its fd and pid (got {fd}, {pid})")));
         }
-        Ok(reply as u32)
+        // SAFETY: the caller hands over its only handle of `fd` (a
+        // detached socket), and `pid` is its child.
+        let sock = unsafe { UnixStream::from(OwnedFd::from_raw_fd(fd)) };
+        Ok(ForkedServer(Arc::new(Forked { sock: Mutex::new(sock), pid })))
+    }
+}
+
+impl ForkedServer {
+    pub(crate) fn launcher(&self) -> Arc<Forked> {
+        self.0.clone()
+    }
+}
+
+impl Launcher for Forked {
+    fn launch(&self, launch: &Launch) -> io::Result<u32> {
+        let body = request(launch)?;
+        let sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let reply = ask(&sock, launch, &body).map_err(|e| {
+            io::Error::other(format!(
+                "the fork start method's server (pid {}) is gone, so no worker can start: {e}",
+                self.pid
+            ))
+        })?;
+        worker_pid(reply)
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        // SAFETY: signals and reaps our own child; it holds nothing of ours.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
     }
 }
 

@@ -126,9 +126,10 @@ impl Core {
     /// `backend` is "threads" or "process"; for "process", `command` is the
     /// worker program and its arguments (a Python running `shoal._worker`),
     /// or, with `forkserver` (a Python executable), workers are forked from
-    /// this process's fork server (see `forkserver.rs`).
+    /// this process's fork server, or with `fork_server` from that copy of
+    /// this process (see `forkserver.rs`).
     #[new]
-    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, forkserver=None, worker_init=None, worker_exit=None))]
+    #[pyo3(signature = (backend, workers, *, min_workers=None, lifespan=None, task_timeout=None, idle_timeout=None, command=None, env=None, cwd=None, forkserver=None, fork_server=None, worker_init=None, worker_exit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -142,6 +143,7 @@ impl Core {
         env: Option<Vec<(String, String)>>,
         cwd: Option<String>,
         forkserver: Option<std::path::PathBuf>,
+        fork_server: Option<PyRef<'_, crate::forkserver::ForkedServer>>,
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
     ) -> PyResult<Self> {
@@ -194,6 +196,9 @@ impl Core {
                 }
                 if let Some(python) = forkserver {
                     p = p.launcher(Arc::new(crate::forkserver::ForkServer { python }));
+                }
+                if let Some(server) = fork_server {
+                    p = p.launcher(server.launcher());
                 }
                 // Built without the interpreter lock: worker hooks take it.
                 py.detach(|| b.build(p))

@@ -1,4 +1,4 @@
-"""Start methods: ``forkserver`` (the default) and ``spawn``."""
+"""Start methods: ``forkserver`` (the default), ``fork`` and ``spawn``."""
 
 import os
 import select
@@ -23,7 +23,7 @@ def test_workers_are_children_of_the_pool_process(start_method):
 
 def test_unknown_start_methods_are_refused_by_name():
     with pytest.raises(ValueError, match="start_method"):
-        shoal.Pool(2, start_method="fork")
+        shoal.Pool(2, start_method="vfork")
 
 
 def test_workers_see_the_environment_of_their_pool():
@@ -219,4 +219,111 @@ def test_an_import_that_starts_a_thread_retires_the_server():
             assert imported_in == worker
         assert servers() == second
         """
+    )
+
+
+#: Defines `children()`: the pids of this process's children.
+_CHILDREN = """
+    import os
+    def children():
+        def ours(d):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+            except OSError:
+                return False
+        return {int(d) for d in os.listdir("/proc") if d.isdigit() and ours(d)}
+"""
+
+
+def test_fork_workers_start_as_copies_of_the_pool_process():
+    # In a fresh interpreter: pytest's process runs other pools' threads.
+    _run_script(
+        _CHILDREN,
+        """
+        import threading
+        import shoal
+        # A lock cannot be pickled: `locked` only reaches workers by name.
+        LOCK = threading.Lock()
+        STATE = {"x": "before"}
+        def locked(i):
+            with LOCK:
+                return i, STATE["x"], os.getppid()
+        STATE["x"] = "at the fork"
+        with shoal.Pool(2, start_method="fork", maxtasksperchild=2) as p:
+            STATE["x"] = "after"
+            # Ten chunks on workers of two tasks each: replacements are
+            # forked from the same copy, with the same state.
+            got = p.map(locked, range(10), chunksize=1)
+            assert got == [(i, "at the fork", os.getpid()) for i in range(10)], got
+            # Closures and functions defined later travel by value.
+            def later(x):
+                return x, STATE["x"]
+            assert p.map(later, [1]) == [(1, "after")]
+            assert p.apply(lambda: STATE["x"]) == "after"
+            assert len(children()) >= 2  # the copy and the workers
+        # The copy is stopped and reaped with the pool.
+        assert children() == set(), children()
+        """,
+    )
+
+
+def test_fork_is_refused_while_another_thread_or_pool_runs():
+    _run_script(
+        """
+        import threading
+        import shoal
+        def refused(match):
+            try:
+                shoal.Pool(1, start_method="fork")
+            except ValueError as e:
+                assert "start_method='fork'" in str(e) and match in str(e), e
+            else:
+                raise AssertionError("a fork pool was made beside " + match)
+        def square(x):
+            return x * x
+        started, stop = threading.Event(), threading.Event()
+        t = threading.Thread(target=lambda: (started.set(), stop.wait()), name="busy")
+        t.start()
+        started.wait()
+        refused("Python thread 'busy'")
+        stop.set()
+        t.join()
+        pool = shoal.Pool(1)
+        refused("1 shoal pool")
+        pool.close()
+        pool.join()
+        # A joined pool's threads end on their own: forking is safe again.
+        with shoal.Pool(1, start_method="fork") as p:
+            assert p.map(square, range(4)) == [0, 1, 4, 9]
+        """,
+    )
+
+
+def test_a_fork_pool_whose_copy_is_gone_fails_instead_of_hanging():
+    _run_script(
+        _CHILDREN,
+        """
+        import signal
+        import shoal
+        def square(x):
+            return x * x
+        p = shoal.Pool(1, start_method="fork")
+        worker = p.apply(os.getpid)
+        (copy,) = children() - {worker}
+        os.kill(copy, signal.SIGKILL)
+        os.waitpid(copy, 0)
+        try:
+            p.apply(os._exit, (3,))
+        except shoal.WorkerLostError:
+            pass
+        # Its successor cannot start: the call fails and says why.
+        try:
+            p.apply(square, (3,))
+        except shoal.BrokenPoolError as e:
+            assert "fork start method's server" in str(e), e
+        else:
+            raise AssertionError("no error without the copy")
+        p.terminate()
+        """,
     )

@@ -1,18 +1,23 @@
-"""The fork server of the ``forkserver`` start method (the pool's side and
-the protocol are in the extension's ``forkserver.rs``).
+"""The fork servers of the ``forkserver`` and ``fork`` start methods (the
+pool's side and the protocol are in the extension's ``forkserver.rs``).
 
-A single-threaded interpreter, one per pool process, that imported shoal
-once and forks each worker with ``clone(CLONE_PARENT)``
-(``_shoal.fork_sibling``), so that the worker is a child of the pool's
-process. Its stdin is its end of the socket pair with the pool's process.
+A single-threaded interpreter that forks each worker with
+``clone(CLONE_PARENT)`` (``_shoal.fork_sibling``), so that the worker is a
+child of the pool's process. Its stdin is its end of the socket pair with
+the pool's process. With ``forkserver`` it is a new interpreter, one per
+pool process, that imported shoal once; with ``fork`` it is a copy of the
+pool's process forked as the pool is made (:func:`fork_server`), one per
+pool.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import struct
 import sys
+import threading
 from typing import Any, Dict, List, Set, Tuple
 
 from . import _shoal
@@ -77,6 +82,60 @@ def serve() -> None:
         for fd in fds:
             os.close(fd)
         sock.sendall(pid.to_bytes(_LENGTH, "little", signed=True))
+
+
+def fork_server(pools: int) -> Any:
+    """The ``fork`` start method: forks this process into the server of one
+    pool, whose workers then start as copies of this process as it is now
+    (its modules, globals and ``__main__``), and returns its handle
+    (``_shoal.ForkedServer``) for the pool. ``pools``: this process's shoal
+    pools not yet joined or terminated.
+
+    Refused (``ValueError``) when the fork is not safe: while another
+    Python thread runs (it may hold a lock that the copy needs) or a pool
+    does (its threads hold the pool's locks). The threads a joined pool
+    leaves end on their own holding nothing, and those of native
+    libraries are not counted, as with ``multiprocessing``'s ``fork``:
+    libraries that start threads at import, such as numpy's OpenBLAS, stop
+    them around a fork themselves."""
+    me = threading.current_thread()
+    running = [f"Python thread {t.name!r}" for t in threading.enumerate() if t is not me]
+    if pools:
+        running.append(f"{pools} shoal pool{'s' if pools > 1 else ''} (not yet joined or terminated)")
+    if running:
+        raise ValueError(
+            "start_method='fork' forks this process, which is only safe while no other "
+            f"thread of it runs Python code and no other pool runs; running now: {', '.join(running)}. "
+            "Make the pool before starting them, or use start_method='forkserver' (the default)"
+        )
+    ours, theirs = socket.socketpair()
+    # Buffered output would be written again by the copies.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or replaced stream
+            pass
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            ours.close()
+            os.dup2(theirs.fileno(), 0)
+            theirs.close()
+            # The copy runs no code of the pool's process, so its objects
+            # are never collected here (no finalizer of theirs runs twice),
+            # and stay shared with the workers' pages.
+            gc.freeze()
+            serve()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported, then the copy exits
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    return _shoal.ForkedServer(ours.detach(), pid)
 
 
 def _import(name: str, path: List[str]) -> int:

@@ -74,10 +74,14 @@ def _large_item_chunksize(iterable: Any) -> Optional[int]:
 #: server process that imported shoal once (``shoal._forkserver``): a
 #: millisecond per worker instead of tens, and safe, as no other thread holds
 #: a lock at the fork. The server also imports the modules of the pool's
-#: task functions (``_forkserver.preload_for``). ``spawn``: a new interpreter per worker. (Forking the
-#: pool's own process, ``fork``, is left out: a pool runs threads, and a lock
-#: one of them held at the fork would stay locked in the worker.)
-START_METHODS = ("forkserver", "spawn")
+#: task functions (``_forkserver.preload_for``). ``fork``: the server is a
+#: copy of the pool's process made with the pool, where that is safe
+#: (``_forkserver.fork_server``), so workers start with its state, and
+#: ``__main__``'s functions travel by name. ``spawn``: a new interpreter
+#: per worker. (Forking the pool's process for each worker is left out: a
+#: pool runs threads, and a lock one of them held at the fork would stay
+#: locked in the worker.)
+START_METHODS = ("forkserver", "fork", "spawn")
 
 
 def _chunking_key(func: Callable[..., Any]) -> str:
@@ -312,8 +316,12 @@ class Pool:
     ``TaskTimeoutError``. ``context`` is accepted for compatibility and
     ignored; ``start_method`` is ``"forkserver"`` (the default: each worker
     is forked from a server process that imported shoal once; it runs the
-    code of its tasks' modules, not of the pool's process) or ``"spawn"``
-    (each worker is a new interpreter).
+    code of its tasks' modules, not of the pool's process), ``"fork"``
+    (each worker is forked from a copy of this process made with the pool,
+    so it has this process's modules and globals as they were then, as
+    with ``multiprocessing``'s ``fork``; refused while another Python
+    thread or shoal pool runs) or ``"spawn"`` (each worker is a new
+    interpreter).
     """
 
     def __init__(
@@ -358,6 +366,9 @@ class Pool:
         self._backend = backend
         self._process = backend == "process"
         self._preload = self._process and start_method in (None, "forkserver")
+        # Forked first: before this pool's threads and files exist.
+        fork_server = _forkserver.fork_server(len(_live)) if self._process and start_method == "fork" else None
+        self._inherited = _codec.main_snapshot() if fork_server is not None else None
         setup = _context.Setup(
             initializer=initializer,
             initargs=initargs,
@@ -375,12 +386,14 @@ class Pool:
             kwargs["command"] = [sys.executable, "-c", "from shoal._worker import main; main()"]
             if start_method in (None, "forkserver"):
                 kwargs["forkserver"] = sys.executable
+            elif fork_server is not None:
+                kwargs["fork_server"] = fork_server
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
             if shared_objects is not None:
                 self._shared_file = setup.shared_file = _context.write_shared(shared_objects)
             if not setup.is_empty:
-                data = _codec.dump_function(setup)
+                data = _codec.dump_function(setup, self._inherited)
                 env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
             kwargs["env"] = sorted(env.items())
         elif not setup.is_empty:
@@ -424,7 +437,7 @@ class Pool:
             _forkserver.preload_for(func)
         if self._wrap:
             func = _context.WithContext(func)
-        return func, (_codec.dump_function(func) if self._process else None)
+        return func, (_codec.dump_function(func, self._inherited) if self._process else None)
 
     def _batch(
         self,

@@ -6,6 +6,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, final
 __all__ = [
     "Batch",
     "Core",
+    "ForkedServer",
     "ITEM_MESSAGES",
     "Stream",
     "WORKER_FUNCTION",
@@ -37,6 +38,10 @@ def become_worker(fds: Sequence[Tuple[int, int]], parent: int) -> None: ...
 def die_with_parent(parent: int) -> None: ...
 def forkserver_preload(module: str, path: List[str]) -> None: ...
 @final
+class ForkedServer:
+    def __new__(cls, fd: int, pid: int) -> ForkedServer: ...
+
+@final
 class Core:
     def __new__(
         cls,
@@ -51,6 +56,7 @@ class Core:
         env: Optional[Sequence[Tuple[str, str]]] = None,
         cwd: Optional[str] = None,
         forkserver: Optional[str] = None,
+        fork_server: Optional[ForkedServer] = None,
         worker_init: Optional[Any] = None,
         worker_exit: Optional[Any] = None,
     ) -> Core: ...
