@@ -340,7 +340,9 @@ impl ForkedServer {
     #[new]
     fn new(fd: RawFd, pid: i32) -> PyResult<Self> {
         if fd < 0 || pid <= 0 {
-            return Err(PyValueError::new_err(format!("a forked server needs its fd and pid (got {fd}, {pid})")));
+            return Err(PyValueError::new_err(format!(
+                "a forked server needs its fd and pid (got {fd}, {pid})"
+            )));
         }
         // SAFETY: the caller hands over its only handle of `fd` (a
         // detached socket), and `pid` is its child.

@@ -6,7 +6,7 @@ import concurrent.futures
 import pytest
 
 import shoal
-from tasks import fail_on_3, sleep_then, square
+from tasks import fail_on_3, init_state, read_state, sleep_then, square
 
 
 @pytest.fixture(scope="module", params=["process", "threads"])
@@ -52,3 +52,14 @@ def test_shutdown_and_cancel_futures():
         ex.submit(square, 1)
     with shoal.Executor(1, backend="threads") as ex2:
         assert ex2.submit(square, 5).result(timeout=30) == 25
+
+
+def test_process_pool_executor_arguments_keep_their_places():
+    # ProcessPoolExecutor(max_workers, mp_context, initializer, initargs).
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with shoal.Executor(1, context, init_state, ("ready",), max_tasks_per_child=5) as ex:
+        assert ex.submit(read_state).result(timeout=60) == "ready"
+    with shoal.Executor(1, None, init_state, ("spawned",), start_method="spawn") as ex:
+        assert ex.submit(read_state).result(timeout=60) == "spawned"

@@ -185,7 +185,7 @@ def _by_name_pickler(file: Any, inherited: Dict[str, Any]) -> Any:
     if _by_name is None:
         import cloudpickle
 
-        class ByName(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+        class ByName(cloudpickle.Pickler):
             """cloudpickle, except for the objects of ``inherited``."""
 
             def __init__(self, file: Any, inherited: Dict[str, Any]) -> None:

@@ -78,29 +78,35 @@ class _FutureTarget:
 class Executor(concurrent.futures.Executor):
     """``submit``/``map``/``shutdown`` on shoal workers (processes by default).
 
-    Works with ``asyncio``'s ``loop.run_in_executor``. ``map`` chunks
-    automatically unless ``chunksize`` is given. ``submit`` returns a
-    :class:`Future` that also holds the task's messages
-    (``shoal.progress``/``shoal.log``).
+    The signature of ``concurrent.futures.ProcessPoolExecutor`` (its
+    ``mp_context`` is accepted and ignored, as ``Pool``'s ``context`` is;
+    ``start_method`` chooses, as for :class:`Pool`). Works with
+    ``asyncio``'s ``loop.run_in_executor``. ``map`` chunks automatically
+    unless ``chunksize`` is given. ``submit`` returns a :class:`Future`
+    that also holds the task's messages (``shoal.progress``/``shoal.log``).
     """
 
     def __init__(
         self,
         max_workers: Optional[int] = None,
+        mp_context: Any = None,
         initializer: Optional[Callable[..., object]] = None,
         initargs: Sequence[Any] = (),
         *,
         max_tasks_per_child: Optional[int] = None,
         backend: str = "process",
         task_timeout: Optional[float] = None,
+        start_method: Optional[str] = None,
     ) -> None:
         self._pool = Pool(
             max_workers,
             initializer,
             initargs,
             max_tasks_per_child,
+            mp_context,
             backend=backend,
             task_timeout=task_timeout,
+            start_method=start_method,
         )
         self._futures: "set[concurrent.futures.Future[Any]]" = set()
         self._shutdown = False
