@@ -151,16 +151,18 @@ def test_a_forked_copy_of_the_pool_process_starts_its_own_server():
             proc.wait()
 
 
-def _run_script(*parts):
+def _run_script(*parts, session=False):
     """Runs the script made of `parts` in a fresh interpreter beside the
     tasks (the fork server and its imports belong to a process; these tests
-    must not share it)."""
+    must not share it); with `session`, in a session of its own (signals
+    it sends its process group reach no one else)."""
     proc = subprocess.run(
         [sys.executable, "-c", "".join(textwrap.dedent(p) for p in parts)],
         cwd=os.path.dirname(__file__),
         capture_output=True,
         text=True,
         timeout=120,
+        start_new_session=session,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -326,4 +328,32 @@ def test_a_fork_pool_whose_copy_is_gone_fails_instead_of_hanging():
             raise AssertionError("no error without the copy")
         p.terminate()
         """,
+    )
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "fork", "spawn"])
+def test_ctrl_c_in_a_terminal_leaves_servers_and_workers_running(start_method):
+    # Ctrl-C sends SIGINT to the terminal's whole process group. Workers
+    # and servers ignore it (as the signal is made: nothing stays pending
+    # to fail a later task); the pool's process handles it.
+    _run_script(
+        f"""
+        import os, signal
+        import shoal
+        def square(x):
+            return x * x
+        with shoal.Pool(1, start_method={start_method!r}) as p:
+            assert p.apply(square, (2,)) == 4
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            os.killpg(0, signal.SIGINT)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            assert p.map(square, range(3)) == [0, 1, 4]
+            # A successor, forked by the server after the signal.
+            try:
+                p.apply(os._exit, (3,))
+            except shoal.WorkerLostError:
+                pass
+            assert p.apply(square, (3,)) == 9
+        """,
+        session=True,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import struct
 import sys
@@ -46,6 +47,10 @@ def serve() -> None:
     os.close(devnull)
     parent = os.getppid()
     _shoal.die_with_parent(parent)
+    # Ctrl-C in a terminal reaches the whole process group: the server
+    # lives on (as multiprocessing's does), and so do its workers (see
+    # ``_worker.main``).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # What every worker needs, imported once here instead of in each one.
     from . import _codec, _context, _worker  # noqa: F401
 

@@ -32,7 +32,13 @@ def to_env(obj: object) -> str:
 
 def main() -> None:
     """A spawned worker: takes the parent's ``sys.path`` and the pool's
-    settings from the environment, then serves."""
+    settings from the environment, then serves. Ctrl-C is the pool's
+    process's to handle (it reaches the terminal's whole process group):
+    a worker ignores SIGINT, as mpire's do, instead of failing the task it
+    runs or the next one; ``terminate`` and ``task_timeout`` stop tasks."""
+    import _signal  # not signal: it imports enum, milliseconds per worker
+
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     if "SHOAL_PY_PATH" in os.environ:
         path = from_env("SHOAL_PY_PATH")
         assert isinstance(path, list)
