@@ -6,7 +6,7 @@
 //! - threads: [`LocalRun`] takes the interpreter lock once per chunk and
 //!   calls `run_items` on the worker thread;
 //! - process: [`codec`] pickles the chunk in the parent
-//!   (`encode_chunk`), the worker runs it (`run_chunk`, see
+//!   (`encode_chunk_into`), the worker runs it (`run_chunk`, see
 //!   [`crate::worker`]) and the parent unpickles the results
 //!   (`decode_results`); lists of plain numbers are packed instead
 //!   ([`crate::packed`]).
@@ -83,18 +83,29 @@ impl Drop for Item {
 /// item's bytes straight to `write`, so a megabyte item is copied once,
 /// into the chunk, instead of into a pickle first (W5: a copy and 256
 /// fresh pages per item).
+///
+/// It also notes whether a pickle frame names `__main__`
+/// ([`Sink::names_main`]): worker processes do not have the pool
+/// process's `__main__` (see `shoal._main`). Only writes of at most a
+/// frame are searched: a global's name is in a frame, and a large item's
+/// bytes, written on their own, are data.
 #[pyclass(module = "shoal._shoal", frozen)]
 pub(crate) struct Sink {
     /// The bytes so far, behind `keep` bytes of header.
     buf: Mutex<Vec<u8>>,
     keep: usize,
+    names_main: AtomicBool,
 }
+
+/// The pickler's frame size (`_FRAME_SIZE_TARGET`), with room for its
+/// header.
+const FRAME: usize = (64 << 10) + 16;
 
 impl Sink {
     /// A sink that appends to `buf`, keeping what it holds.
     fn new(buf: Vec<u8>) -> Self {
         let keep = buf.len();
-        Sink { buf: Mutex::new(buf), keep }
+        Sink { buf: Mutex::new(buf), keep, names_main: AtomicBool::new(false) }
     }
 
     fn take_bytes(&self) -> Vec<u8> {
@@ -108,6 +119,9 @@ impl Sink {
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(b) = data.cast::<PyBytes>() {
             let b = b.as_bytes();
+            if b.len() <= FRAME && memchr::memmem::find(b, b"__main__").is_some() {
+                self.names_main.store(true, Ordering::Relaxed);
+            }
             // Room for the pickle's small tail after a large item, so that
             // it does not move the whole buffer.
             if buf.capacity() - buf.len() < b.len() {
@@ -126,6 +140,12 @@ impl Sink {
     /// Drops what was written (a failed pickling starts over).
     fn clear(&self) {
         self.buf.lock().unwrap_or_else(|p| p.into_inner()).truncate(self.keep);
+        self.names_main.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a frame written so far names `__main__`.
+    fn names_main(&self) -> bool {
+        self.names_main.load(Ordering::Relaxed)
     }
 }
 
@@ -139,6 +159,7 @@ fn encode_into(
     encode_chunk_into: &Obj,
     header: &[u8],
     (function, mode, pieces): (&Py<PyBytes>, u8, &[Piece<'_>]),
+    main_by_name: bool,
     out: &mut Vec<u8>,
 ) -> PyResult<()> {
     out.extend_from_slice(header);
@@ -153,7 +174,8 @@ fn encode_into(
     }
     let items = crate::store::joined(py, pieces)?;
     let sink = Bound::new(py, Sink::new(std::mem::take(out)))?;
-    let pickled = encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items));
+    let pickled =
+        encode_chunk_into.call1(py, (&sink, function.clone_ref(py), mode, items, main_by_name));
     *out = sink.get().take_bytes();
     pickled.map(drop)
 }
@@ -298,8 +320,15 @@ impl ChunkFn<Item, Obj> for LocalRun {
     }
 }
 
-/// Carries chunks to worker processes as pickles.
-pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult<Codec<Item, Obj>> {
+/// Carries chunks to worker processes as pickles; `main_by_name`: the
+/// workers are copies of this process, with its `__main__`
+/// (`start_method="fork"`).
+pub(crate) fn codec(
+    py: Python<'_>,
+    function: Py<PyBytes>,
+    mode: u8,
+    main_by_name: bool,
+) -> PyResult<Codec<Item, Obj>> {
     let encode_chunk_into = codec_fn(py, "encode_chunk_into")?;
     let decode_results = codec_fn(py, "decode_results")?;
     Ok(Codec::new(
@@ -311,7 +340,8 @@ pub(crate) fn codec(py: Python<'_>, function: Py<PyBytes>, mode: u8) -> PyResult
                 list_of(py, items)
                     .and_then(|list| {
                         let pieces = [(list.clone(), 0, list.len())];
-                        encode_into(py, &encode_chunk_into, &[], (&function, mode, &pieces), out)
+                        let chunk = (&function, mode, &pieces[..]);
+                        encode_into(py, &encode_chunk_into, &[], chunk, main_by_name, out)
                     })
                     .map_err(|e| plain_message(py, &e))
             })
@@ -400,12 +430,14 @@ impl ChunkFn<usize, ()> for LocalMap {
     }
 }
 
-/// Carries the chunks of a batch held in a [`Store`] to worker processes.
+/// Carries the chunks of a batch held in a [`Store`] to worker processes
+/// (`main_by_name` as for [`codec`]).
 pub(crate) fn map_codec(
     py: Python<'_>,
     store: Arc<Store>,
     function: Py<PyBytes>,
     mode: u8,
+    main_by_name: bool,
 ) -> PyResult<Codec<usize, ()>> {
     let encode_chunk_into = codec_fn(py, "encode_chunk_into")?;
     let decode_results = codec_fn(py, "decode_results")?;
@@ -424,6 +456,7 @@ pub(crate) fn map_codec(
                             &encode_chunk_into,
                             &header,
                             (&function, mode, &pieces),
+                            main_by_name,
                             out,
                         )
                     })

@@ -25,6 +25,9 @@ pub(crate) struct Core {
     /// The process that made the pool (a process forked from it, by user
     /// code, inherits the object but none of the pool's threads).
     pid: u32,
+    /// Its workers are copies of this process (`fork_server`): `__main__`
+    /// travels by name.
+    main_by_name: bool,
 }
 
 impl Core {
@@ -147,6 +150,7 @@ impl Core {
         worker_init: Option<Obj>,
         worker_exit: Option<Obj>,
     ) -> PyResult<Self> {
+        let main_by_name = fork_server.is_some();
         let mut b = Pool::builder().max(workers).min(min_workers.unwrap_or(workers));
         // Threads only (worker processes run theirs themselves): called
         // with the worker id on the worker's thread as it starts and stops.
@@ -210,7 +214,7 @@ impl Core {
             }
         };
         let pool = built.map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Core { pool: Some(pool), pid: std::process::id() })
+        Ok(Core { pool: Some(pool), pid: std::process::id(), main_by_name })
     }
 
     /// The backend's name.
@@ -270,7 +274,9 @@ impl Core {
         let mode = if messages { mode | ITEM_MESSAGES } else { mode };
         let store = Store::new(items)?;
         let run = LocalMap::new(py, store.clone(), func, mode)?;
-        let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
+        let codec = function
+            .map(|f| map_codec(py, store.clone(), f, mode, self.main_by_name))
+            .transpose()?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let (b, queue) = with_messages(b, messages);
@@ -302,7 +308,8 @@ impl Core {
         let function = slf.get().check_parts(function, mode)?;
         let store = Store::eager(items)?;
         let run = LocalMap::new(py, store.clone(), func, mode)?;
-        let codec = function.map(|f| map_codec(py, store.clone(), f, mode)).transpose()?;
+        let by_name = slf.get().main_by_name;
+        let codec = function.map(|f| map_codec(py, store.clone(), f, mode, by_name)).transpose()?;
         let task_timeout = seconds("task_timeout", task_timeout)?;
         // The batch runs on a thread of its own (which keeps the Core
         // alive), so that Ctrl-C interrupts the caller's wait.
@@ -339,7 +346,7 @@ impl Core {
         let codec = if self.pool().runs_closures() {
             None
         } else {
-            Some(codec(py, PyBytes::new(py, b"").unbind(), EACH)?)
+            Some(codec(py, PyBytes::new(py, b"").unbind(), EACH, self.main_by_name)?)
         };
         // With messages, a chunk holds one call: calls run as they are,
         // so a message names its chunk's only call.

@@ -34,8 +34,8 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs worker processes ~20 ms to import
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-_FunctionType = type(lambda: None)
 
+from . import _main
 from ._errors import RemoteError, RemoteTraceback, SerializationError
 from ._shoal import ITEM_MESSAGES, pack, running_item
 
@@ -135,110 +135,49 @@ def _call(func: Any, mode: int, item: Any) -> Any:
 
 def dump_function(func: object, inherited: Optional[Dict[str, Any]] = None) -> bytes:
     """The function (or settings holding functions) as bytes for worker
-    processes (lambdas and closures too). ``inherited``: the functions and
-    classes of ``__main__`` that the workers have, as copies of this
-    process (:func:`main_snapshot`); they travel by name, as
-    ``multiprocessing``'s ``fork`` sends them, instead of by value with the
-    globals they use (cloudpickle's way for ``__main__``)."""
+    processes (lambdas and closures too; ``__main__``'s as ``shoal._main``
+    sends them, those of ``inherited`` by name)."""
     import io
 
-    import cloudpickle
-
     try:
-        if not inherited:
-            return cloudpickle.dumps(func, protocol=PROTOCOL)
         out = io.BytesIO()
-        _by_name_pickler(out, inherited).dump(func)
+        _main.pickler(out, inherited).dump(func)
         return out.getvalue()
     except Exception as e:  # noqa: BLE001
         raise SerializationError(f"cannot pickle the function {func!r}: {e}") from e
 
 
-def main_snapshot() -> Dict[str, Any]:
-    """The module-level functions and classes of ``__main__`` now, by name
-    (held, so that an object found under its name later is the same one
-    and not a new one at a freed one's address)."""
-    main = sys.modules.get("__main__")
-    found: Dict[str, Any] = {}
-    for name, obj in list(getattr(main, "__dict__", {}).items()):
-        if (
-            isinstance(obj, (type, _FunctionType))
-            and getattr(obj, "__module__", None) == "__main__"
-            and getattr(obj, "__qualname__", None) == name
-        ):
-            found[name] = obj
-    return found
-
-
-def main_attribute(name: str) -> Any:
-    """``__main__.name`` in a worker (see :func:`dump_function`)."""
-    return getattr(sys.modules["__main__"], name)
-
-
-#: The pickler of :func:`dump_function` with ``inherited``, made on first
-#: use (workers do not import cloudpickle until they need it).
-_by_name: Any = None
-
-
-def _by_name_pickler(file: Any, inherited: Dict[str, Any]) -> Any:
-    global _by_name
-    if _by_name is None:
-        import cloudpickle
-
-        class ByName(cloudpickle.Pickler):
-            """cloudpickle, except for the objects of ``inherited``."""
-
-            def __init__(self, file: Any, inherited: Dict[str, Any]) -> None:
-                super().__init__(file, protocol=PROTOCOL)
-                self._inherited = inherited
-
-            def reducer_override(self, obj: Any) -> Any:
-                if isinstance(obj, (type, _FunctionType)):
-                    name = getattr(obj, "__qualname__", None)
-                    if isinstance(name, str) and self._inherited.get(name) is obj:
-                        return main_attribute, (name,)
-                return super().reducer_override(obj)
-
-        _by_name = ByName
-    return _by_name(file, inherited)
-
-
 def _first_unpicklable(items: Sequence[Any]) -> str:
-    import cloudpickle
+    import io
 
     for i, x in enumerate(items):
         try:
-            cloudpickle.dumps(x, protocol=PROTOCOL)
+            _main.pickler(io.BytesIO()).dump(x)
         except Exception as e:  # noqa: BLE001
             return f"item {i} ({type(x).__name__}): {e}"
     return "unknown item"
 
 
-def encode_chunk(function: bytes | None, mode: int, items: List[Any]) -> bytes:
-    """Pickles one chunk for a worker process."""
-    chunk = (function, mode, items)
-    try:
-        return pickle.dumps(chunk, protocol=PROTOCOL)
-    except Exception:  # noqa: BLE001 - fall back to cloudpickle (lambdas as arguments)
-        import cloudpickle
-
-        try:
-            return cloudpickle.dumps(chunk, protocol=PROTOCOL)
-        except Exception:  # noqa: BLE001
-            raise SerializationError(
-                f"cannot pickle the arguments: {_first_unpicklable(items)}"
-            ) from None
-
-
-def encode_chunk_into(out: Any, function: bytes | None, mode: int, items: List[Any]) -> None:
-    """Pickles one chunk into ``out`` (``write``, ``clear``): the pickler
+def encode_chunk_into(
+    out: Any, function: bytes | None, mode: int, items: List[Any], main_by_name: bool = False
+) -> None:
+    """Pickles one chunk into ``out`` (a ``_shoal.Sink``): the pickler
     writes a large item's bytes straight to ``out``, without a copy in a
-    pickle of its own."""
+    pickle of its own. A chunk that the C pickler cannot write (lambdas as
+    arguments), or that names ``__main__`` (unless ``main_by_name``: the
+    workers are copies of this process), is written again by
+    ``shoal._main``'s pickler."""
     try:
         pickle.Pickler(out, protocol=PROTOCOL).dump((function, mode, items))
-    except Exception:  # noqa: BLE001 - encode_chunk falls back or says why
-        out.clear()
-        out.write(encode_chunk(function, mode, items))
+        if main_by_name or not out.names_main():
+            return
+    except Exception:  # noqa: BLE001 - the other pickler says why
+        pass
+    out.clear()
+    try:
+        _main.pickler(out).dump((function, mode, items))
+    except Exception:  # noqa: BLE001
+        raise SerializationError(f"cannot pickle the arguments: {_first_unpicklable(items)}") from None
 
 
 def decode_results(payload: bytes) -> List[Any]:

@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _codec, _context, _forkserver, _shoal
+from . import _codec, _context, _forkserver, _main, _shoal
 from ._codec import CALL, STAR, Failure
 from ._worker import to_env
 
@@ -368,7 +368,7 @@ class Pool:
         self._preload = self._process and start_method in (None, "forkserver")
         # Forked first: before this pool's threads and files exist.
         fork_server = _forkserver.fork_server(len(_live)) if self._process and start_method == "fork" else None
-        self._inherited = _codec.main_snapshot() if fork_server is not None else None
+        self._inherited = _main.snapshot() if fork_server is not None else None
         setup = _context.Setup(
             initializer=initializer,
             initargs=initargs,
