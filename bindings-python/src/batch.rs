@@ -160,6 +160,11 @@ struct QueueState {
     held: usize,
     /// The consumer is gone (its batch dropped): producers stop.
     gone: bool,
+    /// No bound: the batch runs to its end without a consumer
+    /// ([`Batch::finish`]).
+    unbounded: bool,
+    /// `End` was queued: the pump is done.
+    ended: bool,
     /// Who waits: a notification is a system call, made only for them.
     consumer_waits: bool,
     producers_wait: usize,
@@ -180,7 +185,7 @@ impl Queue {
     pub(crate) fn push(&self, event: Event) -> bool {
         let weight = event.weight();
         let mut s = lock(&self.state);
-        while s.held > 0 && s.held + weight > PUMP_CAPACITY && !s.gone {
+        while s.held > 0 && s.held + weight > PUMP_CAPACITY && !s.gone && !s.unbounded {
             s.producers_wait += 1;
             s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
             s.producers_wait -= 1;
@@ -201,7 +206,26 @@ impl Queue {
     fn end(&self) {
         let mut s = lock(&self.state);
         s.events.push_back(Event::End);
+        s.ended = true;
         self.ready.notify_all();
+        self.room.notify_all(); // for `wait_ended`
+    }
+
+    /// Lifts the bound: producers no longer wait for room.
+    fn unbound(&self) {
+        lock(&self.state).unbounded = true;
+        self.room.notify_all();
+    }
+
+    /// Waits up to `wait` for the end of the batch (or its consumer's);
+    /// whether it came.
+    fn wait_ended(&self, wait: Duration) -> bool {
+        let s = lock(&self.state);
+        let (s, _) = self
+            .room
+            .wait_timeout_while(s, wait, |s| !s.ended && !s.gone)
+            .unwrap_or_else(|p| p.into_inner());
+        s.ended || s.gone
     }
 
     /// Moves every queued event into `into` (empty), waiting up to `wait`
@@ -357,10 +381,10 @@ impl Reading {
 
 /// The results of one batch: `(index, ok, value)`, or with `values` the
 /// values themselves (failures raised).
-#[pyclass(module = "shoal._shoal", frozen)]
+#[pyclass(module = "shoal._shoal", frozen, weakref)]
 pub(crate) struct Batch {
-    /// The core's iterator until the pump takes it (first `next`) or
-    /// `collect` drains it.
+    /// The core's iterator until the pump takes it (as the batch starts)
+    /// or `cancel` drops it.
     iter: Mutex<Option<BatchIter>>,
     /// The pump's queue.
     queue: Arc<Queue>,
@@ -387,7 +411,7 @@ impl Batch {
         values: bool,
         queue: Option<Arc<Queue>>,
     ) -> PyResult<Self> {
-        Ok(Batch {
+        let batch = Batch {
             iter: Mutex::new(Some(iter)),
             queue: queue.unwrap_or_else(Queue::new),
             started: OnceLock::new(),
@@ -397,10 +421,15 @@ impl Batch {
             cancelled: Arc::new(AtomicBool::new(false)),
             error,
             values,
-        })
+        };
+        // At once, as multiprocessing's imap and concurrent.futures' map
+        // start their tasks: a batch runs before its first result is asked
+        // for (up to the queue's bound).
+        batch.pump();
+        Ok(batch)
     }
 
-    /// Starts the pump on first use.
+    /// Starts the pump (once).
     fn pump(&self) {
         self.started.get_or_init(|| {
             let Some(iter) = lock(&self.iter).take() else {
@@ -619,6 +648,26 @@ impl Batch {
             }
         };
         self.next_outcome(py, timeout)
+    }
+
+    /// Lets the batch run to its end without a consumer, its results kept
+    /// until taken, and waits for that (interruptible): `Pool.join` after
+    /// `close` waits so for every task of an `imap`, as
+    /// `multiprocessing`'s does.
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        self.pump();
+        self.queue.unbound();
+        while !py.detach(|| self.queue.wait_ended(SIGNAL_CHECK)) {
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the batch produced all its results (some may not be taken
+    /// yet).
+    #[getter]
+    fn finished(&self) -> bool {
+        lock(&self.queue.state).ended
     }
 
     /// Stops the batch: queued chunks are dropped, running ones finish.

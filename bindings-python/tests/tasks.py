@@ -110,6 +110,12 @@ def mark_exit(directory):
     open(os.path.join(directory, str(os.getpid())), "w").close()
 
 
+def touch(directory, name):
+    """Creates the file `name` in `directory`; returns `name`."""
+    open(os.path.join(directory, str(name)), "w").close()
+    return name
+
+
 def broken_init():
     raise RuntimeError("initializer is broken")
 

@@ -2,11 +2,12 @@
 
 import asyncio
 import concurrent.futures
+import os
 
 import pytest
 
 import shoal
-from tasks import fail_on_3, init_state, read_state, sleep_then, square
+from tasks import fail_on_3, init_state, read_state, sleep_then, square, touch
 
 
 @pytest.fixture(scope="module", params=["process", "threads"])
@@ -63,3 +64,14 @@ def test_process_pool_executor_arguments_keep_their_places():
         assert ex.submit(read_state).result(timeout=60) == "ready"
     with shoal.Executor(1, None, init_state, ("spawned",), start_method="spawn") as ex:
         assert ex.submit(read_state).result(timeout=60) == "spawned"
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_a_map_runs_whether_or_not_its_results_are_taken(tmp_path, backend):
+    # concurrent.futures' map submits every call at once: `with executor:
+    # executor.map(f, items)` runs them all, and the results wait.
+    with shoal.Executor(2, backend=backend) as ex:
+        ex.map(touch, [str(tmp_path)] * 4, range(4))
+        kept = ex.map(square, range(4))
+    assert sorted(os.listdir(tmp_path)) == ["0", "1", "2", "3"]
+    assert list(kept) == [0, 1, 4, 9]

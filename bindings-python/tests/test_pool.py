@@ -2,6 +2,7 @@
 
 import functools
 import itertools
+import os
 import multiprocessing
 import threading
 
@@ -23,6 +24,7 @@ from tasks import (
     report,
     sleep_then,
     square,
+    touch,
     whoami,
 )
 
@@ -154,6 +156,24 @@ def test_imap_is_lazy_over_an_endless_generator(pool):
     # queue (2), the one the pump holds, those in flight (2 per worker),
     # the one being read and a pulled block.
     assert next(pulled) < 200_000
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_join_runs_every_task_of_an_imap_not_yet_iterated(tmp_path, backend, ordered):
+    # As multiprocessing: an imap's tasks start with it, and join waits for
+    # them (past the bound a consumer would keep); the results wait for
+    # the iterator.
+    p = shoal.Pool(2, backend=backend)
+    n = 40_000
+    it = (p.imap if ordered else p.imap_unordered)(square, range(n))
+    files = p.imap(functools.partial(touch, str(tmp_path)), (i for i in range(5)))
+    p.close()
+    p.join()
+    assert sorted(os.listdir(tmp_path)) == [str(i) for i in range(5)]
+    got = list(it)
+    assert (got if ordered else sorted(got)) == [x * x for x in range(n)]
+    assert list(files) == list(range(5))
 
 
 @pytest.mark.parametrize("ordered", [True, False])

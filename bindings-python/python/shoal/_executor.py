@@ -109,6 +109,7 @@ class Executor(concurrent.futures.Executor):
             start_method=start_method,
         )
         self._futures: "set[concurrent.futures.Future[Any]]" = set()
+        self._maps: List[Any] = []
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -133,13 +134,22 @@ class Executor(concurrent.futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if timeout is not None:
             return super().map(fn, *iterables, timeout=timeout)
-        return self._pool._batch(fn, zip(*iterables), STAR, chunksize, values=True)
+        batch = self._pool._batch(fn, zip(*iterables), STAR, chunksize, values=True)
+        # Held until shutdown, so that a map whose results nobody takes
+        # still runs (`with executor: executor.map(f, items)`), as with
+        # concurrent.futures' executors.
+        self._maps = [b for b in self._maps if not b.finished]
+        self._maps.append(batch)
+        return batch
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
         if cancel_futures:
             for f in list(self._futures):
                 f.cancel()
+            for batch in self._maps:
+                batch.cancel()
         self._pool.close()
         if wait:
             self._pool.join()
+            self._maps = []

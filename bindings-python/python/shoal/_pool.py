@@ -411,6 +411,9 @@ class Pool:
         self._stream: Any = None
         self._pump: Optional[threading.Thread] = None
         self._pending: Dict[int, Any] = {}
+        #: The batches iterated by their callers (``imap``, ``Executor.map``)
+        #: that may still run: ``join`` lets them finish.
+        self._batches: "weakref.WeakSet[Any]" = weakref.WeakSet()
         _live.add(self)
 
     # ----------------------------------------------------------- batches
@@ -455,7 +458,7 @@ class Pool:
         _check_bool("progress_bar", progress_bar)
         key = _chunking_key(func)
         func, function = self._function(func, chunksize, check=True)
-        return self._core.batch(
+        batch = self._core.batch(
             func,
             function,
             mode,
@@ -467,6 +470,8 @@ class Pool:
             key=key,
             messages=messages,
         )
+        self._batches.add(batch)
+        return batch
 
     def _map(
         self,
@@ -580,8 +585,13 @@ class Pool:
         progress_bar: bool = False,
         on_message: Optional[OnMessage] = None,
     ) -> Iterator[Any]:
-        """Lazy ``map``: results in order as they come; the input is pulled as
-        needed. The iterator has ``next(timeout)`` as multiprocessing's.
+        """Lazy ``map``: results in order as they come. Its tasks start at
+        once; the input is pulled as they run, a few chunks ahead of the
+        results taken (memory stays bounded over an endless input), and
+        ``join`` after ``close`` runs every task, keeping the results for
+        the iterator, as multiprocessing's does. Dropping the iterator
+        cancels the tasks not yet run. The iterator has ``next(timeout)``
+        as multiprocessing's.
         ``on_message(index, kind, payload)`` receives the items' messages as
         the iteration meets them (on the iterating thread), as for :meth:`map`."""
         return self._iterate(func, iterable, chunksize, True, progress_bar, on_message)
@@ -793,8 +803,9 @@ class Pool:
             pump.join()
 
     def join(self) -> None:
-        """Waits for every submitted task and for the workers to exit.
-        Call ``close()`` or ``terminate()`` first."""
+        """Waits for every submitted task (those of ``imap`` iterators not
+        yet read too) and for the workers to exit. Call ``close()`` or
+        ``terminate()`` first."""
         if self._state == _RUN:
             raise ValueError("Pool is still running")
         with self._lock:
@@ -802,6 +813,10 @@ class Pool:
         for t in threads:
             t.join()
         self._end_stream()
+        # Every task of an `imap` started before `close` runs, its results
+        # kept for its iterator, as multiprocessing's join waits for them.
+        for batch in list(self._batches):
+            batch.finish()
         self._core.close()
         self._core.join()
         _live.discard(self)
