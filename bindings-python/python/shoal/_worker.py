@@ -36,7 +36,7 @@ def main() -> None:
     process's to handle (it reaches the terminal's whole process group):
     a worker ignores SIGINT, as mpire's do, instead of failing the task it
     runs or the next one; ``terminate`` and ``task_timeout`` stop tasks."""
-    import _signal  # not signal: it imports enum, milliseconds per worker
+    import _signal  # type: ignore[import-not-found]  # not signal: it imports enum, ms per worker
 
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     if "SHOAL_PY_PATH" in os.environ:
