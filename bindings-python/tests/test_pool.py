@@ -45,6 +45,20 @@ def test_lambdas_and_closures(pool):
     assert pool.apply(lambda a, b=0: a * b, (6,), {"b": 7}) == 42
 
 
+def test_terminate_right_after_apply_async_ends_every_call(capfd):
+    # Sent or not yet sent to a worker when the pool stops, each call ends
+    # with CancelledError: none waits forever, no thread dies loudly.
+    for _ in range(5):
+        p = shoal.Pool(1)
+        calls = [p.apply_async(sleep_then, (30, i)) for i in range(3)]
+        p.terminate()
+        p.join()
+        for call in calls:
+            with pytest.raises(shoal.CancelledError):
+                call.get(timeout=60)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_apply_and_async_results_with_callbacks(pool):
     assert pool.apply(divmod, (7, 2)) == (3, 1)
     got, errors, done = [], [], threading.Event()

@@ -752,6 +752,24 @@ class Pool:
             self._pending[index] = target
 
     def _run_pump(self, results: Any) -> None:
+        try:
+            self._deliver_calls(results)
+        except BaseException as e:  # noqa: BLE001 - the pool was terminated
+            # The calls still waiting end with it (not one waits forever).
+            from . import _errors
+
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            error = _errors.CancelledError(f"the pool stopped before the call ended: {e}")
+            for target in pending.values():
+                try:
+                    target._set(False, error)
+                except BaseException:  # noqa: BLE001 - a callback raised
+                    import traceback
+
+                    traceback.print_exc()
+
+    def _deliver_calls(self, results: Any) -> None:
         for index, ok, value in results:
             with self._lock:
                 target = self._pending[index] if ok is None else self._pending.pop(index)
