@@ -31,7 +31,7 @@ use shoal_core::backend::TaskMessage;
 use shoal_core::error::{BatchError, TaskError};
 use shoal_core::{ChunkOutcome, Chunks, Feeder, MapUnordered, OpenItems};
 
-use crate::chunk::{Item, LocalMap, LocalRun, Obj};
+use crate::chunk::{Item, LocalMap, LocalRun, Obj, Pending};
 use crate::errors::batch_error;
 use crate::interrupt::SIGNAL_CHECK;
 use crate::store::{Indices, Part, Store, Values};
@@ -699,15 +699,17 @@ impl Stream {
 
 #[pymethods]
 impl Stream {
-    /// Adds `(func, args, kwargs)`; returns its index in the results.
-    fn send(&self, item: Obj) -> PyResult<usize> {
+    /// Adds `(func, args, kwargs)`; returns its index in the results and
+    /// the handle that can cancel it.
+    fn send(&self, item: Obj) -> PyResult<(usize, Pending)> {
         let mut guard = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
         let Some((feeder, next)) = guard.as_mut() else {
             return Err(PyValueError::new_err("Pool not running"));
         };
-        feeder.send(Item::new(item)).map_err(|_| PyValueError::new_err("Pool not running"))?;
+        let (item, pending) = Item::new(item);
+        feeder.send(item).map_err(|_| PyValueError::new_err("Pool not running"))?;
         *next += 1;
-        Ok(*next - 1)
+        Ok((*next - 1, pending))
     }
 
     /// Ends the input: the results end once every item sent has ended.

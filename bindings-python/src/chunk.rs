@@ -12,7 +12,7 @@
 //!   ([`crate::packed`]).
 
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::buffer::PyBuffer;
@@ -48,24 +48,63 @@ pub(crate) type Obj = Py<PyAny>;
 /// pending-decref pool behind a mutex, one lock per item (W1: ~20 ns an
 /// item, 2 ms of every 100k-item `map`, then decref'd again at the next
 /// taking of the lock). An item taken out drops as nothing.
+///
+/// An item can be cancelled until it is taken ([`Pending`]): it is then
+/// taken as `None`, which fails at once where it runs, and nobody reads
+/// that result (the caller's future is cancelled).
 pub(crate) struct Item {
     obj: ManuallyDrop<Obj>,
     taken: AtomicBool,
+    call: Arc<AtomicU8>,
 }
 
+/// [`Item::call`]'s states.
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
 impl Item {
-    pub(crate) fn new(obj: Obj) -> Self {
-        Item { obj: ManuallyDrop::new(obj), taken: AtomicBool::new(false) }
+    /// The item and the handle that can cancel it.
+    pub(crate) fn new(obj: Obj) -> (Self, Pending) {
+        let call = Arc::new(AtomicU8::new(WAITING));
+        let item =
+            Item { obj: ManuallyDrop::new(obj), taken: AtomicBool::new(false), call: call.clone() };
+        (item, Pending(call))
     }
 
-    /// The object, moved out (`None` if it was already).
+    /// The object, moved out (`None` if it was already); Python's `None`
+    /// if the item was cancelled.
     pub(crate) fn take<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
         }
         // SAFETY: `taken` was false, so `obj` is still owned here and is
         // read exactly once; `Drop` skips it from now on.
-        Some(unsafe { std::ptr::read(&*self.obj) }.into_bound(py))
+        let obj = unsafe { std::ptr::read(&*self.obj) }.into_bound(py);
+        let started =
+            self.call.compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire);
+        Some(if started.is_ok() { obj } else { py.None().into_bound(py) })
+    }
+}
+
+/// A call sent to an open batch, until a chunk takes it: `cancel` keeps it
+/// from running (`shoal.Future.cancel`).
+#[pyclass(module = "shoal._shoal", frozen)]
+pub(crate) struct Pending(Arc<AtomicU8>);
+
+#[pymethods]
+impl Pending {
+    /// Cancels the call if no chunk took it yet; whether it did.
+    fn cancel(&self) -> bool {
+        let state =
+            self.0.compare_exchange(WAITING, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+        matches!(state, Ok(_) | Err(CANCELLED))
+    }
+
+    /// Whether a chunk took the call to run it.
+    #[getter]
+    fn started(&self) -> bool {
+        self.0.load(Ordering::Acquire) == STARTED
     }
 }
 

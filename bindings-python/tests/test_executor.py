@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import os
+import threading
 
 import pytest
 
@@ -75,3 +76,48 @@ def test_a_map_runs_whether_or_not_its_results_are_taken(tmp_path, backend):
         kept = ex.map(square, range(4))
     assert sorted(os.listdir(tmp_path)) == ["0", "1", "2", "3"]
     assert list(kept) == [0, 1, 4, 9]
+
+
+def test_cancel_keeps_a_waiting_call_from_running(tmp_path):
+    started, gate = threading.Event(), threading.Event()
+
+    def first():
+        started.set()
+        gate.wait()
+        return "first"
+
+    ex = shoal.Executor(1, backend="threads")
+    running = ex.submit(first)
+    waiting = [ex.submit(touch, str(tmp_path), i) for i in range(10)]
+    started.wait()
+    # As concurrent.futures: a running call cannot be cancelled.
+    assert running.running() and not running.cancel()
+    assert not waiting[-1].running()
+    assert all(f.cancel() for f in waiting[-3:])
+    assert all(f.cancelled() for f in waiting[-3:])
+    gate.set()
+    ex.shutdown(wait=True)
+    assert running.result() == "first"
+    assert [f.result() for f in waiting[:-3]] == list(range(7))
+    assert sorted(os.listdir(tmp_path), key=int) == [str(i) for i in range(7)]
+
+
+def test_shutdown_cancel_futures_cancels_only_the_waiting_calls(tmp_path):
+    started, gate = threading.Event(), threading.Event()
+
+    def first():
+        started.set()
+        gate.wait()
+        return "first"
+
+    ex = shoal.Executor(1, backend="threads")
+    running = ex.submit(first)
+    waiting = [ex.submit(touch, str(tmp_path), i) for i in range(10)]
+    started.wait()
+    # The first call ends once the last waiting one is cancelled.
+    waiting[-1].add_done_callback(lambda _: gate.set())
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert running.result() == "first" and not running.cancelled()
+    ran = [f for f in waiting if not f.cancelled()]
+    assert len(ran) < 10 and all(f.done() for f in waiting)
+    assert sorted(os.listdir(tmp_path), key=int) == [str(f.result()) for f in ran]

@@ -27,6 +27,22 @@ class Future(concurrent.futures.Future, TaskMessages):
         self._message_callbacks: List[Callable[[str, Any], object]] = []
         # Reentrant: a callback may add another.
         self._message_lock = threading.RLock()
+        #: The call's handle (``_shoal.Pending``), once sent.
+        self._call: Any = None
+
+    def cancel(self) -> bool:
+        """Cancels the call unless a worker took it already (then ``False``,
+        as for a running ``concurrent.futures`` future): it never runs."""
+        with self._condition:  # type: ignore[attr-defined]
+            call = self._call
+            if call is not None and not self.done() and not call.cancel():
+                return False
+            return concurrent.futures.Future.cancel(self)
+
+    def running(self) -> bool:
+        """Whether a worker took the call and it has not ended."""
+        call = self._call
+        return call is not None and call.started and not self.done()
 
     def add_message_callback(self, fn: Callable[[str, Any], object]) -> None:
         """Calls ``fn(kind, payload)`` for each of the task's messages: at
@@ -118,7 +134,7 @@ class Executor(concurrent.futures.Executor):
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         future = Future()
-        self._pool._send(fn, args, kwargs, _FutureTarget(future))
+        future._call = self._pool._send(fn, args, kwargs, _FutureTarget(future))
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         return future

@@ -737,8 +737,10 @@ class Pool:
 
     # ------------------------------------------------------ single calls
 
-    def _send(self, func: Callable[..., Any], args: Sequence[Any], kwds: Dict[str, Any], target: Any) -> None:
-        """Queues one call; ``target._set(ok, value)`` receives its outcome."""
+    def _send(self, func: Callable[..., Any], args: Sequence[Any], kwds: Dict[str, Any], target: Any) -> Any:
+        """Queues one call; ``target._set(ok, value)`` receives its outcome.
+        Returns the handle that can cancel it until it starts
+        (``_shoal.Pending``)."""
         func, function = self._function(func, None, check=True)
         f: Any = function if function is not None else func
         with self._lock:
@@ -748,8 +750,9 @@ class Pool:
                     target=self._run_pump, args=(results,), name="shoal-pump", daemon=True
                 )
                 self._pump.start()
-            index = self._stream.send((f, tuple(args), dict(kwds)))
+            index, call = self._stream.send((f, tuple(args), dict(kwds)))
             self._pending[index] = target
+        return call
 
     def _run_pump(self, results: Any) -> None:
         try:
