@@ -121,3 +121,25 @@ def test_shutdown_cancel_futures_cancels_only_the_waiting_calls(tmp_path):
     ran = [f for f in waiting if not f.cancelled()]
     assert len(ran) < 10 and all(f.done() for f in waiting)
     assert sorted(os.listdir(tmp_path), key=int) == [str(f.result()) for f in ran]
+
+
+@pytest.mark.parametrize("shutdown", ["", "ex.shutdown(wait=False)"])
+def test_calls_run_before_the_interpreter_exits(tmp_path, shutdown):
+    # concurrent.futures waits for its executors' work at exit.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import shoal
+        from tasks import sleep_then, touch
+        ex = shoal.Executor(1)
+        ex.submit(sleep_then, 0.2, None)
+        for i in range(3):
+            ex.submit(touch, {str(tmp_path)!r}, i)
+        {shutdown}
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__), check=True, timeout=120)
+    assert sorted(os.listdir(tmp_path)) == ["0", "1", "2"]

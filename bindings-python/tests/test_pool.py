@@ -77,6 +77,39 @@ def test_apply_and_async_results_with_callbacks(pool):
     assert s.get(timeout=30) == [2]
 
 
+def test_a_pools_callbacks_never_overlap(pool):
+    # As multiprocessing, which runs them on one thread: the first
+    # callback waits a while for another to start beside it; none can.
+    inside, overlapped, first = [0], [], threading.Event()
+    lock = threading.Lock()
+
+    def callback(_):
+        with lock:
+            inside[0] += 1
+            if inside[0] > 1:
+                overlapped.append(True)
+        if not first.is_set():
+            first.set()
+            threading.Event().wait(0.5)
+        with lock:
+            inside[0] -= 1
+
+    results = [pool.map_async(square, [i], callback=callback) for i in range(4)]
+    results += [pool.apply_async(square, (i,), callback=callback) for i in range(4)]
+    for r in results:
+        r.get(timeout=60)
+    assert not overlapped
+
+
+def test_a_raising_callback_does_not_keep_get_waiting(pool, capfd):
+    def raising(_):
+        raise RuntimeError("callback broke")
+
+    assert pool.apply_async(square, (3,), callback=raising).get(timeout=60) == 9
+    assert pool.map_async(square, [2], callback=raising).get(timeout=60) == [4]
+    assert "callback broke" in capfd.readouterr().err
+
+
 def test_get_timeout_and_not_ready():
     with shoal.Pool(1, backend="threads") as p:
         r = p.apply_async(sleep_then, (60, "late"))

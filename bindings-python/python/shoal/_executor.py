@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import itertools
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ._codec import STAR
@@ -91,6 +93,24 @@ class _FutureTarget:
                 pass
 
 
+#: Executors not yet shut down with ``wait=True``: their calls run before
+#: the interpreter exits, as ``concurrent.futures`` waits for its executors'
+#: work (pools, as multiprocessing's, are terminated at exit instead).
+_unjoined: "weakref.WeakSet[Executor]" = weakref.WeakSet()
+
+
+@atexit.register
+def _join_executors() -> None:
+    # Registered after the pools' handler (`_pool` is imported first), so
+    # it runs before it.
+    for executor in list(_unjoined):
+        try:
+            executor._pool.close()
+            executor._pool.join()
+        except BaseException:  # noqa: BLE001 - exiting anyway
+            pass
+
+
 class Executor(concurrent.futures.Executor):
     """``submit``/``map``/``shutdown`` on shoal workers (processes by default).
 
@@ -126,6 +146,7 @@ class Executor(concurrent.futures.Executor):
         )
         self._futures: "set[concurrent.futures.Future[Any]]" = set()
         self._maps: List[Any] = []
+        _unjoined.add(self)
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -169,3 +190,4 @@ class Executor(concurrent.futures.Executor):
         if wait:
             self._pool.join()
             self._maps = []
+            _unjoined.discard(self)

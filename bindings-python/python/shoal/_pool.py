@@ -139,9 +139,9 @@ def _check_on_message(on_message: Optional[OnMessage]) -> None:
 
 
 def _call_back(fn: Callable[..., object], *args: Any) -> None:
-    """``fn(*args)`` for a message callback; an exception it raises is
-    printed and delivery goes on (a message callback never changes the
-    outcome of a batch or a task)."""
+    """``fn(*args)`` for a callback; an exception it raises is printed and
+    delivery goes on (a callback never changes the outcome of a batch or a
+    task)."""
     try:
         fn(*args)
     except Exception:  # noqa: BLE001 - the callback's own error
@@ -216,9 +216,13 @@ class AsyncResult(TaskMessages):
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
         on_message: Optional[Callable[[str, Any], object]] = None,
+        callbacks: Optional[threading.Lock] = None,
     ) -> None:
         super().__init__()
         self._event = threading.Event()
+        # Held while a callback runs: a pool's callbacks never overlap, as
+        # multiprocessing runs them all on one thread.
+        self._callbacks = callbacks if callbacks is not None else threading.Lock()
         self._callback = callback
         self._error_callback = error_callback
         self._on_message = on_message
@@ -255,14 +259,18 @@ class AsyncResult(TaskMessages):
         return self._value
 
     def _set(self, ok: bool, value: Any) -> None:
+        # A callback that raises is printed; the result is ready all the
+        # same (multiprocessing's result thread dies, and get() waits).
         if ok and not isinstance(value, Failure):
             self._value = value
             if self._callback is not None:
-                self._callback(value)
+                with self._callbacks:
+                    _call_back(self._callback, value)
         else:
             self._error = value.exception() if isinstance(value, Failure) else value
             if self._error_callback is not None:
-                self._error_callback(self._error)
+                with self._callbacks:
+                    _call_back(self._error_callback, self._error)
         self._event.set()
 
 
@@ -407,6 +415,7 @@ class Pool:
             raise
         self._state = _RUN
         self._lock = threading.Lock()
+        self._callbacks = threading.Lock()
         self._threads: List[threading.Thread] = []
         self._stream: Any = None
         self._pump: Optional[threading.Thread] = None
@@ -626,7 +635,7 @@ class Pool:
         callback: Optional[Callable[[Any], object]],
         error_callback: Optional[Callable[[BaseException], object]],
     ) -> AsyncResult:
-        result = AsyncResult(callback, error_callback)
+        result = AsyncResult(callback, error_callback, callbacks=self._callbacks)
 
         def target() -> None:
             try:
@@ -800,7 +809,7 @@ class Pool:
     ) -> AsyncResult:
         """``func(*args, **kwds)`` on a worker, without waiting; the task's
         messages reach ``on_message(kind, payload)`` and ``AsyncResult.messages()``."""
-        result = AsyncResult(callback, error_callback, on_message)
+        result = AsyncResult(callback, error_callback, on_message, self._callbacks)
         self._send(func, args, kwds or {}, result)
         return result
 
