@@ -149,6 +149,10 @@ def _make_pickler() -> "Any":
     import cloudpickle
     from cloudpickle import cloudpickle as cp
 
+    # cloudpickle's state setters (3.x); without them, its own ways.
+    function_setstate = getattr(cp, "_function_setstate", None)
+    class_setstate = getattr(cp, "_class_setstate", None)
+
     class Pickler(cloudpickle.Pickler):
         def __init__(self, file: "Any", inherited: "Dict[str, Any]") -> None:
             super().__init__(file, protocol=PROTOCOL)
@@ -169,10 +173,10 @@ def _make_pickler() -> "Any":
             if not (isinstance(rv, tuple) and len(rv) == 6):
                 return rv
             make, args, state, items, pairs, setter = rv
-            if is_class and setter is cp._class_setstate:
+            if is_class and setter is class_setstate is not None:
                 return make, args, state, items, pairs, set_class_state
             if (
-                setter is cp._function_setstate
+                setter is function_setstate is not None
                 and obj.__globals__ is main_namespace()
                 and isinstance(args, tuple)
                 and len(args) == 5
