@@ -180,12 +180,16 @@ impl Queue {
     }
 
     /// Adds an event, waiting while the queue is full (an event larger
-    /// than the whole queue waits until it is empty). False once the
-    /// consumer is gone.
+    /// than the whole queue waits until it is empty; a message does not
+    /// wait). False once the consumer is gone.
     pub(crate) fn push(&self, event: Event) -> bool {
         let weight = event.weight();
+        // A message never waits: its sender may be a task on a worker
+        // thread that holds the interpreter lock, which the consumer needs
+        // to make room (a burst of `shoal.log` deadlocked).
+        let waits = !matches!(event, Event::Message(..));
         let mut s = lock(&self.state);
-        while s.held > 0 && s.held + weight > PUMP_CAPACITY && !s.gone && !s.unbounded {
+        while waits && s.held > 0 && s.held + weight > PUMP_CAPACITY && !s.gone && !s.unbounded {
             s.producers_wait += 1;
             s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
             s.producers_wait -= 1;
@@ -398,6 +402,9 @@ pub(crate) struct Batch {
     over: AtomicBool,
     /// Tells the pump to stop (`cancel`).
     cancelled: Arc<AtomicBool>,
+    /// A batch over a store: told to pull its input no more when the
+    /// batch is dropped or cancelled.
+    store: Option<Arc<Store>>,
     error: InputError,
     values: bool,
 }
@@ -411,7 +418,12 @@ impl Batch {
         values: bool,
         queue: Option<Arc<Queue>>,
     ) -> PyResult<Self> {
+        let store = match &iter {
+            BatchIter::Chunks(_, store) => Some(store.clone()),
+            BatchIter::Open(_) => None,
+        };
         let batch = Batch {
+            store,
             iter: Mutex::new(Some(iter)),
             queue: queue.unwrap_or_else(Queue::new),
             started: OnceLock::new(),
@@ -438,9 +450,13 @@ impl Batch {
             };
             let cancelled = self.cancelled.clone();
             let end = EndOnDrop(self.queue.clone());
+            let live = crate::quiesce::Pump::start();
             // A gone consumer or `cancel` stops the pump: dropping the
             // iterator cancels the chunks still queued.
-            let pump = move || iter.pump(&cancelled, |e| end.0.push(e));
+            let pump = move || {
+                let _live = live;
+                iter.pump(&cancelled, |e| end.0.push(e));
+            };
             if let Err(e) = std::thread::Builder::new().name("shoal-batch".into()).spawn(pump) {
                 eprintln!("shoal: cannot start a batch thread: {e}");
             }
@@ -673,13 +689,20 @@ impl Batch {
     /// Stops the batch: queued chunks are dropped, running ones finish.
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
+        if let Some(store) = &self.store {
+            store.stop();
+        }
         lock(&self.iter).take();
     }
 }
 
 impl Drop for Batch {
-    /// The consumer is gone: a pump waiting for room stops.
+    /// The consumer is gone: a pump waiting for room stops, and one
+    /// pulling the input stops after the item it waits for.
     fn drop(&mut self) {
+        if let Some(store) = &self.store {
+            store.stop();
+        }
         self.queue.close();
     }
 }

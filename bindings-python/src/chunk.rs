@@ -335,6 +335,7 @@ impl ChunkFn<Item, Obj> for LocalRun {
     ) {
         let n = items.len();
         Python::attach(|py| {
+            let _running = crate::quiesce::Task::start(py);
             let run = || -> PyResult<Vec<Obj>> {
                 let list = list_of(py, &items)?;
                 let out = self.run_items.call1(py, (self.func.clone_ref(py), self.mode, list))?;
@@ -440,6 +441,7 @@ impl ChunkFn<usize, ()> for LocalMap {
     ) {
         let n = items.len();
         Python::attach(|py| {
+            let _running = crate::quiesce::Task::start(py);
             let run = || -> PyResult<(Bound<'_, PyList>, Option<usize>)> {
                 let list = self.store.slice(py, &items)?;
                 let failed = PyList::empty(py);

@@ -28,6 +28,7 @@ mod iternext;
 mod message;
 mod packed;
 mod pool;
+mod quiesce;
 mod store;
 mod worker;
 
@@ -70,6 +71,7 @@ fn _shoal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
     m.add_class::<forkserver::ForkedServer>()?;
     m.add_class::<chunk::Pending>()?;
+    m.add_function(wrap_pyfunction!(quiesce::quiesce, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::fork_sibling, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::become_worker, m)?)?;
     m.add_function(wrap_pyfunction!(forkserver::die_with_parent, m)?)?;

@@ -31,6 +31,7 @@
 //! interpreter lock may be waiting for the mutex.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -66,6 +67,8 @@ pub(crate) struct Store {
     out: Option<Py<PyList>>,
     /// The exception a lazy input raised, re-raised after its results.
     error: InputError,
+    /// Its batch was dropped or cancelled: a lazy input is pulled no more.
+    stopped: AtomicBool,
 }
 
 enum Input {
@@ -165,7 +168,13 @@ impl Store {
     }
 
     fn with(input: Input) -> Arc<Self> {
-        Arc::new(Store { input, results: Mutex::default(), out: None, error: Default::default() })
+        Arc::new(Store {
+            input,
+            results: Mutex::default(),
+            out: None,
+            error: Default::default(),
+            stopped: AtomicBool::new(false),
+        })
     }
 
     /// The number of items, if known.
@@ -177,6 +186,11 @@ impl Store {
     }
 
     /// The exception the input raised, once it did.
+    /// Pulls a lazy input no more: its batch was dropped or cancelled.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
     pub(crate) fn error(&self) -> InputError {
         self.error.clone()
     }
@@ -192,6 +206,9 @@ impl Store {
     /// pulled so far, or `None` once no more came.
     fn pull(&self) -> Option<usize> {
         let Input::Lazy(lazy) = &self.input else { return None };
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
         let iter = lock(lazy).iter.take()?;
         Python::attach(|py| {
             let (block, ended) = match pull_block(py, iter.bind(py)) {
@@ -443,6 +460,9 @@ fn pull_block<'py>(
     // was a seventh of the pump's time in py-W6.
     let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(PULL);
     let mut outcome = Ok(false);
+    // A slow input (a generator that waits for each item) hands over what
+    // it gave within the core's input budget, as the core cuts its chunks.
+    let started = std::time::Instant::now();
     while items.len() < PULL {
         // SAFETY: `iter` is an iterator (from `try_iter`); `PyIter_Next`
         // returns a new reference, or null at the end or on an error.
@@ -452,6 +472,9 @@ fn pull_block<'py>(
                 outcome = PyErr::take(py).map_or(Ok(true), Err);
                 break;
             }
+        }
+        if items.len().is_power_of_two() && started.elapsed() >= shoal_core::INPUT_BUDGET {
+            break;
         }
     }
     let block = match PyList::new(py, items) {

@@ -171,3 +171,12 @@ def odd_one_out(x):
 
 class Small(int):
     """An int subclass: must come back as itself, not as a plain int."""
+
+
+def flood(n):
+    """Sends `n` log messages; returns `n`."""
+    import shoal
+
+    for i in range(n):
+        shoal.log(str(i))
+    return n

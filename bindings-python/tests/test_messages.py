@@ -9,7 +9,7 @@ import pytest
 
 import shoal
 from shoal import _codec
-from tasks import chatty, chatty_fail_on_3, chatty_in_two_halves, gated_chatty, square
+from tasks import chatty, chatty_fail_on_3, chatty_in_two_halves, flood, gated_chatty, square
 
 BACKENDS = ["process", "threads"]
 
@@ -237,3 +237,15 @@ def test_a_raising_future_message_callback_changes_nothing(capsys):
         assert f.messages() == expected(2)
         assert ex.submit(square, 3).result(timeout=60) == 9
     assert "future callback broke" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_burst_of_messages_never_blocks_the_task(backend):
+    # More messages than the results' queue holds, sent by a task that
+    # holds the interpreter lock (threads) while its consumer needs it.
+    n = 100_000
+    with shoal.Pool(1, backend=backend) as p:
+        assert p.apply(flood, (n,)) == n
+        seen = []
+        assert p.map(flood, [n], on_message=lambda i, kind, text: seen.append(text)) == [n]
+        assert len(seen) == n

@@ -5,6 +5,7 @@ import itertools
 import os
 import multiprocessing
 import threading
+import time
 
 import pytest
 
@@ -203,6 +204,23 @@ def test_imap_is_lazy_over_an_endless_generator(pool):
     # queue (2), the one the pump holds, those in flight (2 per worker),
     # the one being read and a pulled block.
     assert next(pulled) < 200_000
+
+
+def test_imap_hands_over_the_items_of_a_slow_input_soon(pool):
+    # Items that take 5 ms each to make: the first result must not wait
+    # for a chunk's (or a pull's) worth of them, up to 16384.
+    made = [0]
+
+    def slow():
+        for i in range(2000):
+            time.sleep(0.005)
+            made[0] += 1
+            yield i
+
+    it = pool.imap(square, slow())
+    assert next(it) == 0
+    assert made[0] < 1000, made[0]
+    it.cancel()
 
 
 @pytest.mark.parametrize("ordered", [True, False])

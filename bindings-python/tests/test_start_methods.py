@@ -357,3 +357,33 @@ def test_ctrl_c_in_a_terminal_leaves_servers_and_workers_running(start_method):
         """,
         session=True,
     )
+
+
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_the_interpreter_exits_cleanly_with_shoal_threads_still_busy(backend):
+    # A pump still pulling a slow generator after its iterator was left,
+    # and (threads) a task that spins on after its timeout: neither may
+    # ask for the interpreter lock while it finalizes (that aborted).
+    for _ in range(2):
+        _run_script(
+            f"""
+            import time
+            import shoal
+            def slow():
+                while True:
+                    time.sleep(0.0005)
+                    yield 1
+            def spin(_):
+                while True:
+                    pass
+            p = shoal.Pool(2, backend={backend!r}, task_timeout=0.2)
+            for n, x in enumerate(p.imap(abs, slow())):
+                if n == 200:
+                    break
+            if {backend!r} == "threads":
+                try:
+                    p.apply(spin, (0,))
+                except shoal.TaskTimeoutError:
+                    pass
+            """
+        )

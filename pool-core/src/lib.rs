@@ -41,8 +41,8 @@ pub use pool::wait;
 #[cfg(feature = "native")]
 pub use pool::{
     BatchBuilder, BatchId, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, Feeder,
-    Imap, LAZY_CHUNK_CAP, MapUnordered, Message, Messages, OnMessage, OpenItems, Pool, PoolBuilder,
-    PoolEvent, Scope, ScopedHandle, TaskHandle,
+    INPUT_BUDGET, Imap, LAZY_CHUNK_CAP, MapUnordered, Message, Messages, OnMessage, OpenItems,
+    Pool, PoolBuilder, PoolEvent, Scope, ScopedHandle, TaskHandle,
 };
 
 #[cfg(feature = "testkit")]

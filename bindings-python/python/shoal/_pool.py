@@ -49,6 +49,9 @@ def _terminate_live_pools() -> None:
             pool.terminate()
         except Exception:  # noqa: BLE001 - exiting anyway
             pass
+    # No shoal thread may ask for the interpreter lock once the interpreter
+    # finalizes (the process would abort): stop those that run Python.
+    _shoal.quiesce(2.0)
 
 BACKENDS = ("process", "threads")
 

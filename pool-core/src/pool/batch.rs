@@ -42,6 +42,27 @@ use super::{Inner, Pool};
 /// less time and CPU at 16384 (interleaved runs).
 pub const LAZY_CHUNK_CAP: usize = 16384;
 
+/// A chunk stops taking items from the input once taking them lasted this
+/// long, so that a slow input (a generator that waits for each item) sends
+/// its first items at once instead of after a whole chunk's worth.
+pub const INPUT_BUDGET: Duration = Duration::from_millis(20);
+
+/// Up to `size` items of `items`, fewer if taking them lasts longer than
+/// [`INPUT_BUDGET`] (the clock is read at each power of two, so a fast
+/// input pays ~15 reads a chunk), and whether the input ended.
+fn take_chunk<I: Iterator>(items: &mut I, size: usize) -> (Vec<I::Item>, bool) {
+    let started = Instant::now();
+    let mut chunk = Vec::with_capacity(size.min(LAZY_CHUNK_CAP));
+    while chunk.len() < size {
+        let Some(item) = items.next() else { return (chunk, true) };
+        chunk.push(item);
+        if chunk.len().is_power_of_two() && started.elapsed() >= INPUT_BUDGET {
+            break;
+        }
+    }
+    (chunk, false)
+}
+
 /// Options for one batch; made by [`Pool::batch`].
 #[must_use]
 pub struct BatchBuilder<'p> {
@@ -885,15 +906,14 @@ where
         {
             let left = self.total.map(|t| t.saturating_sub(self.next_index));
             let size = self.chunker.next_size(left);
-            let chunk: Vec<It::Item> = self.items.by_ref().take(size).collect();
-            let short = chunk.len() < size;
-            if short && self.open.as_ref().is_none_or(OpenInput::ended) {
+            let (chunk, ended) = take_chunk(&mut self.items, size);
+            if ended && self.open.as_ref().is_none_or(OpenInput::ended) {
                 self.exhausted = true;
             }
             if !chunk.is_empty() {
                 self.submit_chunk(chunk);
             }
-            if short {
+            if ended {
                 break;
             }
         }

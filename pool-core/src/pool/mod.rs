@@ -28,8 +28,8 @@ use crate::scheduler::{Config, Scheduler, TaskOptions};
 use crate::stats::Insights;
 
 pub use batch::{
-    BatchBuilder, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, Imap,
-    LAZY_CHUNK_CAP, MapUnordered, OnMessage,
+    BatchBuilder, ChunkFn, ChunkOutcome, Chunks, Codec, DecodeChunk, EncodeChunk, INPUT_BUDGET,
+    Imap, LAZY_CHUNK_CAP, MapUnordered, OnMessage,
 };
 pub use events::{BatchId, PoolEvent};
 pub use handle::{Message, Messages, TaskHandle};
