@@ -320,7 +320,10 @@ impl Core {
                 .builder(chunksize, None, task_timeout, progress_bar, key)
                 .map_with(run, codec, 0..n)
                 .map(drop)
-        })?;
+        });
+        // Interrupted (Ctrl-C): the chunks not yet sent end at once, so
+        // the next call does not wait behind them.
+        let out = out.inspect_err(|_| store.stop())?;
         if let Err(e) = out {
             return Err(batch_error(py, &e));
         }

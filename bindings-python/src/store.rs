@@ -67,7 +67,7 @@ pub(crate) struct Store {
     out: Option<Py<PyList>>,
     /// The exception a lazy input raised, re-raised after its results.
     error: InputError,
-    /// Its batch was dropped or cancelled: a lazy input is pulled no more.
+    /// Its batch was dropped, cancelled or interrupted ([`Store::stop`]).
     stopped: AtomicBool,
 }
 
@@ -186,7 +186,8 @@ impl Store {
     }
 
     /// The exception the input raised, once it did.
-    /// Pulls a lazy input no more: its batch was dropped or cancelled.
+    /// Its batch was dropped, cancelled or interrupted: a lazy input is
+    /// pulled no more, and chunks not yet sent fail without running.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
     }
@@ -251,6 +252,10 @@ impl Store {
         py: Python<'py>,
         indices: &[usize],
     ) -> PyResult<Vec<Piece<'py>>> {
+        if self.stopped.load(Ordering::Acquire) {
+            // Nobody takes its results: the chunk fails without running.
+            return Err(PyRuntimeError::new_err("the batch was cancelled"));
+        }
         let (first, n) = (indices.first().copied().unwrap_or(0), indices.len());
         if indices.last().is_some_and(|&last| last + 1 != first + n) {
             return Err(PyRuntimeError::new_err("a chunk's items are not consecutive"));

@@ -63,6 +63,31 @@ def test_worker_exit_runs_in_worker_processes(tmp_path):
     assert {f.name for f in tmp_path.iterdir()} >= {str(x) for x in pids}
 
 
+def test_terminate_ends_a_worker_stuck_in_its_exit_hook(tmp_path):
+    # worker_exit never returns: terminate (the with block's end) kills
+    # the worker after its grace instead of waiting for ever.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading
+        import shoal
+        def stuck(*_):
+            threading.Event().wait()
+        with shoal.Pool(1, worker_exit=stuck) as p:
+            assert p.map(abs, [-1, -2]) == [1, 2]
+        print("ended", flush=True)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=os.path.dirname(__file__), capture_output=True,
+        text=True, timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout == "ended\n", proc.stderr
+
+
 @pytest.mark.parametrize("backend", ["process", "threads"])
 def test_a_failing_initializer_breaks_the_pool_with_its_message(backend):
     with shoal.Pool(1, initializer=broken_init, backend=backend) as p:

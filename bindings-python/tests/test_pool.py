@@ -383,6 +383,37 @@ def test_ctrl_c_interrupts_a_waiting_caller(how):
         p.terminate()
 
 
+def test_ctrl_c_in_map_cancels_the_rest_of_its_batch():
+    # The items not yet sent when Ctrl-C interrupts `map` never run, and
+    # the next call does not wait behind them.
+    import os
+    import signal
+
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def slow(x):
+        ran.append(x)
+        started.set()
+        release.wait(60)
+        return x
+
+    def interrupt():
+        started.wait(60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt)
+    with shoal.Pool(1, backend="threads") as p:
+        helper.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                p.map(slow, range(20), chunksize=1)
+        finally:
+            release.set()
+            helper.join()
+        assert p.map(square, range(3)) == [0, 1, 4]
+        assert len(ran) < 20, ran
+
+
 def test_large_items_get_small_automatic_chunks():
     from shoal._pool import CHUNK_BYTES, _large_item_chunksize
 

@@ -174,7 +174,14 @@ pub struct Scheduler {
     start_failures: u32,
     broken: Option<String>,
     drained_sent: bool,
+    /// After `terminate`: when the workers still leaving are killed (one
+    /// stuck in its exit hook must not keep the pool from ending).
+    kill_leaving_at: Option<Time>,
 }
+
+/// How long `terminate` lets idle workers stop on their own (running their
+/// exit hooks) before it kills those still there.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(3);
 
 impl Scheduler {
     /// A scheduler with no workers yet; call [`Scheduler::start`] to bring
@@ -195,6 +202,7 @@ impl Scheduler {
             start_failures: 0,
             broken: None,
             drained_sent: false,
+            kill_leaving_at: None,
         }
     }
 
@@ -460,6 +468,18 @@ impl Scheduler {
 
     /// Time passed: time out tasks past their deadline, shrink idle workers.
     pub fn tick(&mut self, now: Time) {
+        if self.kill_leaving_at.is_some_and(|at| at <= now) {
+            self.kill_leaving_at = None;
+            let leaving: Vec<WorkerId> = self
+                .workers
+                .iter()
+                .filter(|(_, s)| s.state == WorkerState::Leaving)
+                .map(|(w, _)| *w)
+                .collect();
+            for w in leaving {
+                self.commands.push_back(Command::KillWorker(w));
+            }
+        }
         let mut expired: Vec<(TaskId, WorkerId, Duration)> = self
             .running()
             .filter_map(|(id, t)| match t.state {
@@ -523,10 +543,7 @@ impl Scheduler {
         } else {
             None
         };
-        match (task_deadline, shrink) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [task_deadline, shrink, self.kill_leaving_at].into_iter().flatten().min()
     }
 
     /// Stops dispatching; running tasks finish, queued ones wait.
@@ -553,6 +570,7 @@ impl Scheduler {
     /// idle ones. Every pending task ends `Cancelled`.
     pub fn terminate(&mut self, now: Time) {
         self.lifecycle = Lifecycle::Stopped;
+        self.kill_leaving_at.get_or_insert(now + TERMINATE_GRACE);
         let mut ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         ids.sort();
         for task in ids {

@@ -701,7 +701,7 @@ fn terminate_cancels_everything() {
     );
     assert_eq!(s.pending_tasks(), 0);
     assert_eq!(s.queued_tasks(), 0);
-    assert_eq!(s.next_deadline(), None, "no timeout left to watch");
+    assert_eq!(s.next_deadline(), Some(ms(5) + TERMINATE_GRACE), "only the kill of the leaving");
     assert!(!s.submit(t(4), TaskOptions::default(), ms(6)));
     s.task_done(w(2), t(1), ms(6));
     s.resume(ms(6));
@@ -713,6 +713,26 @@ fn terminate_cancels_everything() {
     assert_eq!(cmds.last(), Some(&Command::Event(SchedEvent::Drained)));
     assert!(started(&cmds).is_empty());
     assert_eq!(s.all_workers(), 0);
+}
+
+#[test]
+fn terminate_kills_the_workers_still_leaving_after_its_grace() {
+    // w0 was idle: asked to stop, it runs its exit hook, which hangs.
+    let mut s = pool(config(2, 2));
+    s.submit(t(1), TaskOptions::default(), T0);
+    drain(&mut s);
+    s.terminate(ms(5));
+    let cmds = drain(&mut s);
+    assert!(cmds.contains(&Command::StopWorker(w(0), StopReason::Shutdown)), "{cmds:?}");
+    s.worker_exited(w(1), None, ExitCause::Killed, ms(6));
+    drain(&mut s);
+    s.tick(ms(5) + TERMINATE_GRACE - ms(1));
+    assert_eq!(drain(&mut s), vec![], "not before the grace");
+    s.tick(ms(5) + TERMINATE_GRACE);
+    assert_eq!(drain(&mut s), vec![Command::KillWorker(w(0))]);
+    assert_eq!(s.next_deadline(), None, "killed once");
+    s.worker_exited(w(0), None, ExitCause::Killed, ms(5) + TERMINATE_GRACE);
+    assert_eq!(drain(&mut s).last(), Some(&Command::Event(SchedEvent::Drained)));
 }
 
 // ---- start failures --------------------------------------------------------------
