@@ -35,7 +35,7 @@ class Future(concurrent.futures.Future, TaskMessages):
     def cancel(self) -> bool:
         """Cancels the call unless a worker took it already (then ``False``,
         as for a running ``concurrent.futures`` future): it never runs."""
-        with self._condition:  # type: ignore[attr-defined]
+        with self._condition:
             call = self._call
             if call is not None and not self.done() and not call.cancel():
                 return False
