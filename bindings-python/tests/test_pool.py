@@ -414,6 +414,22 @@ def test_ctrl_c_in_map_cancels_the_rest_of_its_batch():
         assert len(ran) < 20, ran
 
 
+@pytest.mark.parametrize("backend", ["process", "threads"])
+def test_a_pool_dropped_without_close_is_collected(backend):
+    # Its single calls' delivery thread holds no reference to it: once the
+    # caller drops it, it goes, with its workers.
+    import gc
+    import weakref
+
+    p = shoal.Pool(2, backend=backend)
+    assert p.apply(square, (3,)) == 9
+    assert p.apply_async(square, (4,)).get(timeout=60) == 16
+    gone = weakref.ref(p)
+    del p
+    gc.collect()
+    assert gone() is None
+
+
 def test_large_items_get_small_automatic_chunks():
     from shoal._pool import CHUNK_BYTES, _large_item_chunksize
 

@@ -759,46 +759,15 @@ class Pool:
             if self._stream is None:
                 self._stream, results = self._core.open(task_timeout=self._task_timeout, messages=True)
                 self._pump = threading.Thread(
-                    target=self._run_pump, args=(results,), name="shoal-pump", daemon=True
+                    target=_run_pump,
+                    args=(self._lock, self._pending, results),
+                    name="shoal-pump",
+                    daemon=True,
                 )
                 self._pump.start()
             index, call = self._stream.send((f, tuple(args), dict(kwds)))
             self._pending[index] = target
         return call
-
-    def _run_pump(self, results: Any) -> None:
-        try:
-            self._deliver_calls(results)
-        except BaseException as e:  # noqa: BLE001 - the pool was terminated
-            # The calls still waiting end with it (not one waits forever).
-            from . import _errors
-
-            with self._lock:
-                pending, self._pending = self._pending, {}
-            error = _errors.CancelledError(f"the pool stopped before the call ended: {e}")
-            for target in pending.values():
-                try:
-                    target._set(False, error)
-                except BaseException:  # noqa: BLE001 - a callback raised
-                    import traceback
-
-                    traceback.print_exc()
-
-    def _deliver_calls(self, results: Any) -> None:
-        for index, ok, value in results:
-            with self._lock:
-                target = self._pending[index] if ok is None else self._pending.pop(index)
-            try:
-                if ok is None:  # a message of a running task
-                    message = getattr(target, "_message", None)
-                    if message is not None:
-                        message(*value)
-                    continue
-                target._set(ok, value)
-            except BaseException:  # noqa: BLE001 - a callback raised; keep delivering
-                import traceback
-
-                traceback.print_exc()
 
     def apply_async(
         self,
@@ -912,3 +881,44 @@ class Pool:
     def resume(self) -> None:
         """Hands tasks to workers again after :meth:`suspend`."""
         self._core.resume()
+
+
+def _run_pump(lock: threading.Lock, pending: Dict[int, Any], results: Any) -> None:
+    """The thread that delivers a pool's single calls' outcomes and messages
+    to their targets (``pending``, by index). It holds no reference to the
+    pool, so that a pool dropped without ``close`` is collected (its core
+    then closes, and these results end)."""
+    try:
+        _deliver_calls(lock, pending, results)
+    except BaseException as e:  # noqa: BLE001 - the pool was terminated
+        # The calls still waiting end with it (not one waits forever).
+        from . import _errors
+
+        with lock:
+            waiting = list(pending.values())
+            pending.clear()
+        error = _errors.CancelledError(f"the pool stopped before the call ended: {e}")
+        for target in waiting:
+            try:
+                target._set(False, error)
+            except BaseException:  # noqa: BLE001 - a callback raised
+                import traceback
+
+                traceback.print_exc()
+
+
+def _deliver_calls(lock: threading.Lock, pending: Dict[int, Any], results: Any) -> None:
+    for index, ok, value in results:
+        with lock:
+            target = pending[index] if ok is None else pending.pop(index)
+        try:
+            if ok is None:  # a message of a running task
+                message = getattr(target, "_message", None)
+                if message is not None:
+                    message(*value)
+                continue
+            target._set(ok, value)
+        except BaseException:  # noqa: BLE001 - a callback raised; keep delivering
+            import traceback
+
+            traceback.print_exc()
