@@ -63,6 +63,12 @@ def read_state(_=None):
     return _state.get("value")
 
 
+def inner_state(_=None):
+    """What a worker of a pool made in this worker reads of its state."""
+    with shoal.Pool(1) as inner:
+        return inner.apply(read_state)
+
+
 def nested_sum(n):
     with shoal.Pool(2, backend="threads") as inner:
         return sum(inner.map(square, range(n)))

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import shoal
-from tasks import env_value, nested_sum, parent_pid, square
+from tasks import env_value, init_state, inner_state, nested_sum, parent_pid, square
 
 
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
@@ -387,3 +387,29 @@ def test_the_interpreter_exits_cleanly_with_shoal_threads_still_busy(backend):
                     pass
             """
         )
+
+
+def test_a_pool_made_in_a_worker_does_not_pass_its_pools_settings_on():
+    with shoal.Pool(1, initializer=init_state, initargs=("outer",)) as p:
+        assert p.apply(inner_state) is None
+
+
+def test_fork_workers_inherit_the_shared_objects():
+    # As with mpire's fork: objects that only travel by inheritance.
+    _run_script(
+        """
+        import multiprocessing
+        import shoal
+        counter, lock = multiprocessing.Value("i", 0), multiprocessing.Lock()
+        def bump(worker_id, shared, x):
+            c, l = shared
+            with l:
+                c.value += 1
+            return worker_id
+        with shoal.Pool(2, start_method="fork", shared_objects=(counter, lock),
+                        pass_worker_id=True) as p:
+            ids = p.map(bump, range(100), chunksize=1)
+        assert counter.value == 100, counter.value
+        assert all(isinstance(i, int) for i in ids)
+        """
+    )

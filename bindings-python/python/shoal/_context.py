@@ -51,7 +51,7 @@ class Setup:
         self.use_worker_state = use_worker_state
         self.has_shared = has_shared
         self.shared_file = shared_file
-        #: The shared objects themselves (threads backend only).
+        #: The shared objects themselves (threads backend, ``fork`` workers).
         self.shared: Any = None
 
     @property
@@ -61,6 +61,12 @@ class Setup:
     @property
     def is_empty(self) -> bool:
         return not (self.wraps_tasks or self.initializer or self.worker_init or self.worker_exit)
+
+
+#: The settings of the pool being forked (``start_method="fork"``): set in
+#: the pool's process only around the fork, so that its workers, copies
+#: of that moment, take them from here (shared objects unpickled).
+inherited: "Optional[Setup]" = None
 
 
 class Context:

@@ -377,9 +377,6 @@ class Pool:
         self._backend = backend
         self._process = backend == "process"
         self._preload = self._process and start_method in (None, "forkserver")
-        # Forked first: before this pool's threads and files exist.
-        fork_server = _forkserver.fork_server(len(_live)) if self._process and start_method == "fork" else None
-        self._inherited = _main.snapshot() if fork_server is not None else None
         setup = _context.Setup(
             initializer=initializer,
             initargs=initargs,
@@ -389,6 +386,18 @@ class Pool:
             use_worker_state=use_worker_state,
             has_shared=shared_objects is not None,
         )
+        # Forked first: before this pool's threads and files exist. Its
+        # workers inherit the settings, shared objects included (as
+        # mpire's fork workers do: a multiprocessing Value or Lock works).
+        fork_server = None
+        if self._process and start_method == "fork":
+            setup.shared = shared_objects
+            _context.inherited = setup
+            try:
+                fork_server = _forkserver.fork_server(len(_live))
+            finally:
+                _context.inherited = None
+        self._inherited = _main.snapshot() if fork_server is not None else None
         self._wrap = setup.wraps_tasks
         self._shared_file: Optional[str] = None
         self._pid = os.getpid()
@@ -401,9 +410,12 @@ class Pool:
                 kwargs["fork_server"] = fork_server
             env = dict(_WORKER_MALLOC)
             env["SHOAL_PY_PATH"] = to_env([p for p in sys.path if isinstance(p, str)])
-            if shared_objects is not None:
+            if shared_objects is not None and fork_server is None:
                 self._shared_file = setup.shared_file = _context.write_shared(shared_objects)
-            if not setup.is_empty:
+            # Always set: a pool made in a worker must not pass its own
+            # pool's settings on to its workers.
+            env["SHOAL_PY_SETUP"] = ""
+            if not setup.is_empty and fork_server is None:
                 data = _codec.dump_function(setup, self._inherited)
                 env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
             kwargs["env"] = sorted(env.items())

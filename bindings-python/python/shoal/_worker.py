@@ -43,7 +43,11 @@ def main() -> None:
         path = from_env("SHOAL_PY_PATH")
         assert isinstance(path, list)
         sys.path[:] = path
-    setup = from_env("SHOAL_PY_SETUP") if "SHOAL_PY_SETUP" in os.environ else None
+    if os.environ.get("SHOAL_PY_SETUP"):
+        setup = from_env("SHOAL_PY_SETUP")
+    else:
+        # A fork worker: the settings as its pool's process had them.
+        setup = getattr(sys.modules.get("shoal._context"), "inherited", None)
     serve(setup)
 
 
