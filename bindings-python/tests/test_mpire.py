@@ -135,6 +135,16 @@ def test_suspend_holds_tasks_until_resume():
         assert r.get(timeout=30) == 9
 
 
+def test_a_raising_event_callback_changes_nothing(capfd):
+    def broken(*_):
+        raise RuntimeError("the GUI broke")
+
+    with shoal.Pool(1, backend="threads") as p:
+        r = p.map_async(square, range(3), on_result=broken, on_progress=broken)
+        assert r.get(timeout=60) == [0, 1, 4]
+    assert "the GUI broke" in capfd.readouterr().err
+
+
 def test_gui_events_never_block_the_caller():
     results, fractions, finished = [], [], threading.Event()
     with shoal.Pool(2, backend="threads") as p:

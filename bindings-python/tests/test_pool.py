@@ -170,6 +170,11 @@ def test_unpicklable_exception_becomes_remote_error(process_pool):
         process_pool.apply(raise_unpicklable, (0,))
 
 
+def test_unpicklable_initargs_are_named():
+    with pytest.raises(shoal.SerializationError, match="initializer, initargs"):
+        shoal.Pool(1, initializer=print, initargs=(threading.Lock(),))
+
+
 def test_unpicklable_argument_result_and_function(process_pool):
     with pytest.raises(shoal.SerializationError, match="item 1"):
         process_pool.map(square, [1, threading.Lock(), 3], chunksize=3)

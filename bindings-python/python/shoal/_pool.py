@@ -416,7 +416,14 @@ class Pool:
             # pool's settings on to its workers.
             env["SHOAL_PY_SETUP"] = ""
             if not setup.is_empty and fork_server is None:
-                data = _codec.dump_function(setup, self._inherited)
+                try:
+                    data = _codec.dump_function(setup, self._inherited)
+                except _codec.SerializationError as e:
+                    self._remove_shared()
+                    raise _codec.SerializationError(
+                        "cannot pickle the pool's initializer, initargs, worker_init or "
+                        f"worker_exit for its worker processes: {e.__cause__ or e}"
+                    ) from e
                 env["SHOAL_PY_SETUP"] = binascii.b2a_base64(data, newline=False).decode("ascii")
             kwargs["env"] = sorted(env.items())
         elif not setup.is_empty:
@@ -729,13 +736,15 @@ class Pool:
                 failed = not ok or isinstance(value, Failure)
                 if failed and (bad is None or index < bad):
                     bad = index
+                # An event callback that raises is printed and changes
+                # nothing, as a message callback.
                 if on_result is not None:
                     outcome = (value.exception() if isinstance(value, Failure) else value) if failed else value
-                    on_result(items[index], outcome)
+                    _call_back(on_result, items[index], outcome)
                 if on_progress is not None:
-                    on_progress(done / n)
+                    _call_back(on_progress, done / n)
             if n == 0 and on_progress is not None:
-                on_progress(1.0)
+                _call_back(on_progress, 1.0)
             if bad is not None:
                 _raise_for(values[bad])
             return values
