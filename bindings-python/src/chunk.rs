@@ -14,6 +14,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
@@ -318,12 +319,24 @@ pub(crate) struct LocalRun {
     func: Obj,
     mode: u8,
     run_items: Obj,
+    /// The batch's timeout per item (see `crate::quiesce`).
+    timeout: Option<Duration>,
 }
 
 impl LocalRun {
-    pub(crate) fn new(py: Python<'_>, func: Obj, mode: u8) -> PyResult<Self> {
-        Ok(LocalRun { func, mode, run_items: codec_fn(py, "run_items")? })
+    pub(crate) fn new(
+        py: Python<'_>,
+        func: Obj,
+        mode: u8,
+        timeout: Option<Duration>,
+    ) -> PyResult<Self> {
+        Ok(LocalRun { func, mode, run_items: codec_fn(py, "run_items")?, timeout })
     }
+}
+
+/// A chunk of `n` items' timeout, as the core sets it.
+fn chunk_limit(timeout: Option<Duration>, n: usize) -> Option<Duration> {
+    timeout.and_then(|t| t.checked_mul(u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
 impl ChunkFn<Item, Obj> for LocalRun {
@@ -335,7 +348,7 @@ impl ChunkFn<Item, Obj> for LocalRun {
     ) {
         let n = items.len();
         Python::attach(|py| {
-            let _running = crate::quiesce::Task::start(py);
+            let _running = crate::quiesce::Task::start(py, chunk_limit(self.timeout, n));
             let run = || -> PyResult<Vec<Obj>> {
                 let list = list_of(py, &items)?;
                 let out = self.run_items.call1(py, (self.func.clone_ref(py), self.mode, list))?;
@@ -424,11 +437,19 @@ pub(crate) struct LocalMap {
     func: Obj,
     mode: u8,
     run_items: Obj,
+    /// The batch's timeout per item (see `crate::quiesce`).
+    timeout: Option<Duration>,
 }
 
 impl LocalMap {
-    pub(crate) fn new(py: Python<'_>, store: Arc<Store>, func: Obj, mode: u8) -> PyResult<Self> {
-        Ok(LocalMap { store, func, mode, run_items: codec_fn(py, "run_items")? })
+    pub(crate) fn new(
+        py: Python<'_>,
+        store: Arc<Store>,
+        func: Obj,
+        mode: u8,
+        timeout: Option<Duration>,
+    ) -> PyResult<Self> {
+        Ok(LocalMap { store, func, mode, run_items: codec_fn(py, "run_items")?, timeout })
     }
 }
 
@@ -441,7 +462,7 @@ impl ChunkFn<usize, ()> for LocalMap {
     ) {
         let n = items.len();
         Python::attach(|py| {
-            let _running = crate::quiesce::Task::start(py);
+            let _running = crate::quiesce::Task::start(py, chunk_limit(self.timeout, n));
             let run = || -> PyResult<(Bound<'_, PyList>, Option<usize>)> {
                 let list = self.store.slice(py, &items)?;
                 let failed = PyList::empty(py);

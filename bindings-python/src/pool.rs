@@ -28,6 +28,9 @@ pub(crate) struct Core {
     /// Its workers are copies of this process (`fork_server`): `__main__`
     /// travels by name.
     main_by_name: bool,
+    /// The pool's `task_timeout`, for the threads that run tasks
+    /// (`crate::quiesce`); a batch's own overrides it.
+    task_timeout: Option<Duration>,
 }
 
 impl Core {
@@ -173,7 +176,8 @@ impl Core {
         if let Some(n) = lifespan {
             b = b.lifespan(n);
         }
-        if let Some(d) = seconds("task_timeout", task_timeout)? {
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        if let Some(d) = task_timeout {
             b = b.task_timeout(d);
         }
         if let Some(d) = seconds("idle_timeout", idle_timeout)? {
@@ -214,7 +218,7 @@ impl Core {
             }
         };
         let pool = built.map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Core { pool: Some(pool), pid: std::process::id(), main_by_name })
+        Ok(Core { pool: Some(pool), pid: std::process::id(), main_by_name, task_timeout })
     }
 
     /// The backend's name.
@@ -273,11 +277,11 @@ impl Core {
         let function = self.check_parts(function, mode)?;
         let mode = if messages { mode | ITEM_MESSAGES } else { mode };
         let store = Store::new(items)?;
-        let run = LocalMap::new(py, store.clone(), func, mode)?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        let run = LocalMap::new(py, store.clone(), func, mode, task_timeout.or(self.task_timeout))?;
         let codec = function
             .map(|f| map_codec(py, store.clone(), f, mode, self.main_by_name))
             .transpose()?;
-        let task_timeout = seconds("task_timeout", task_timeout)?;
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let (b, queue) = with_messages(b, messages);
         let (items, error) = (store.indices(), store.error());
@@ -307,10 +311,11 @@ impl Core {
     ) -> PyResult<(Py<PyList>, Option<usize>)> {
         let function = slf.get().check_parts(function, mode)?;
         let store = Store::eager(items)?;
-        let run = LocalMap::new(py, store.clone(), func, mode)?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        let limit = task_timeout.or(slf.get().task_timeout);
+        let run = LocalMap::new(py, store.clone(), func, mode, limit)?;
         let by_name = slf.get().main_by_name;
         let codec = function.map(|f| map_codec(py, store.clone(), f, mode, by_name)).transpose()?;
-        let task_timeout = seconds("task_timeout", task_timeout)?;
         // The batch runs on a thread of its own (which keeps the Core
         // alive), so that Ctrl-C interrupts the caller's wait.
         let core = slf.clone_ref(py);
@@ -345,7 +350,8 @@ impl Core {
         task_timeout: Option<f64>,
         messages: bool,
     ) -> PyResult<(Stream, Batch)> {
-        let run = LocalRun::new(py, py.None(), EACH)?;
+        let task_timeout = seconds("task_timeout", task_timeout)?;
+        let run = LocalRun::new(py, py.None(), EACH, task_timeout.or(self.task_timeout))?;
         let codec = if self.pool().runs_closures() {
             None
         } else {
@@ -354,7 +360,7 @@ impl Core {
         // With messages, a chunk holds one call: calls run as they are,
         // so a message names its chunk's only call.
         let chunksize = messages.then_some(1);
-        let b = self.builder(chunksize, None, seconds("task_timeout", task_timeout)?, false, None);
+        let b = self.builder(chunksize, None, task_timeout, false, None);
         let (b, queue) = with_messages(b, messages);
         let (feeder, results) = b.open_with(run, codec);
         let stream = Stream::new(feeder);

@@ -1,5 +1,7 @@
 """Worker life: initializer, maxtasksperchild, crashes, timeouts."""
 
+import threading
+
 import pytest
 
 import shoal
@@ -55,4 +57,29 @@ def test_task_timeout_stops_the_task(backend):
             p.apply(sleep_then, (60, "never"))
         with pytest.raises(TimeoutError):  # also a builtin TimeoutError
             p.apply(sleep_then, (60, "never"))
+        assert p.apply(square, (3,)) == 9
+
+
+@pytest.mark.parametrize("how", ["apply", "map", "imap"])
+def test_task_timeout_stops_a_python_loop_on_a_thread(how):
+    # The threads backend cannot kill its worker: the loop gets
+    # TaskTimeoutError raised in it (as mpire's threads do).
+    stopped = threading.Event()
+
+    def spin(_):
+        try:
+            while True:
+                pass
+        finally:
+            stopped.set()
+
+    with shoal.Pool(1, task_timeout=0.2, backend="threads") as p:
+        with pytest.raises(shoal.TaskTimeoutError):
+            if how == "apply":
+                p.apply(spin, (0,))
+            elif how == "map":
+                p.map(spin, [0])
+            else:
+                list(p.imap(spin, [0]))
+        assert stopped.wait(60)
         assert p.apply(square, (3,)) == 9
