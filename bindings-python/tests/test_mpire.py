@@ -135,6 +135,22 @@ def test_suspend_holds_tasks_until_resume():
         assert r.get(timeout=30) == 9
 
 
+def test_map_async_with_events_does_not_wait_for_its_input():
+    gate = threading.Event()
+
+    def held_back():
+        if not gate.wait(60):
+            raise AssertionError("map_async waited for its input")
+        yield from range(3)
+
+    got = []
+    with shoal.Pool(1, backend="threads") as p:
+        r = p.map_async(square, held_back(), on_result=lambda item, value: got.append(value))
+        gate.set()  # reached only if map_async returned first
+        assert r.get(timeout=60) == [0, 1, 4]
+    assert sorted(got) == [0, 1, 4]
+
+
 def test_a_raising_event_callback_changes_nothing(capfd):
     def broken(*_):
         raise RuntimeError("the GUI broke")

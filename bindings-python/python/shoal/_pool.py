@@ -483,12 +483,15 @@ class Pool:
         progress_bar: bool = False,
         values: bool = False,
         messages: bool = False,
+        check: bool = True,
     ) -> Any:
         """A batch of the core, to iterate (``imap``, ``Executor.map``, a bar);
-        with ``messages``, the items' messages come in it too."""
+        with ``messages``, the items' messages come in it too. ``check=False``:
+        accepted earlier (``map_async``), runs even if the pool was closed
+        since."""
         _check_bool("progress_bar", progress_bar)
         key = _chunking_key(func)
-        func, function = self._function(func, chunksize, check=True)
+        func, function = self._function(func, chunksize, check)
         batch = self._core.batch(
             func,
             function,
@@ -719,11 +722,15 @@ class Pool:
             return self._async(
                 lambda: self._run(func, iterable, mode, chunksize, False, check=False), callback, error_callback
             )
-        items = list(iterable)
-        n = len(items)
-        unordered = self._batch(func, items, mode, chunksize, ordered=False, messages=on_message is not None)
+        self._check_call(func, chunksize, check=True)  # fail now, not in the thread
 
         def run() -> List[Any]:
+            # On the background thread: the caller never waits for its input.
+            items = list(iterable)
+            n = len(items)
+            unordered = self._batch(
+                func, items, mode, chunksize, ordered=False, messages=on_message is not None, check=False
+            )
             values: List[Any] = [None] * n
             bad: Optional[int] = None
             done = 0
