@@ -118,6 +118,20 @@ def test_progress_bars(use_tqdm, monkeypatch, capsys):
             p.map(square, [1], progress_bar="yes")
 
 
+def test_a_bar_left_by_break_is_closed():
+    pytest.importorskip("tqdm")
+    import gc
+
+    with shoal.Pool(1, backend="threads") as p:
+        it = p.imap(square, range(100), progress_bar=True)
+        next(it)
+        bar = it._bar
+        del it
+        gc.collect()
+        # tqdm keeps its open bars in `_instances` (closing removes one).
+        assert bar not in type(bar)._instances
+
+
 def test_insights_table():
     with shoal.Pool(2, backend="threads") as p:
         p.map(square, range(100))

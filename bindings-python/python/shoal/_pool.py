@@ -314,6 +314,16 @@ class IMapIterator:
             self._bar.update(1)
         return _unwrap(ok, value)
 
+    def __del__(self) -> None:
+        # Left before its end (`break`): the bar ends here, so that the
+        # next one does not nest under it.
+        bar, self._bar = getattr(self, "_bar", None), None
+        if bar is not None:
+            try:
+                bar.close()
+            except Exception:  # noqa: BLE001 - interpreter exit
+                pass
+
 
 class Pool:
     """A pool of workers with the API of ``multiprocessing.Pool``.
@@ -323,7 +333,8 @@ class Pool:
     for code that releases the GIL, such as numpy). ``initializer(*initargs)``
     runs once in each worker as it starts; ``maxtasksperchild`` replaces a
     worker after that many tasks. ``task_timeout`` (seconds) stops a task
-    that runs longer (its worker process is replaced) and fails it with
+    that runs longer (its worker process is replaced; on threads, Python
+    code gets ``TaskTimeoutError`` raised in it) and fails it with
     ``TaskTimeoutError``. ``context`` is accepted for compatibility and
     ignored; ``start_method`` is ``"forkserver"`` (the default: each worker
     is forked from a server process that imported shoal once; it runs the
