@@ -71,3 +71,37 @@ fn a_failed_item_is_an_error_at_its_offset() {
     assert!(bad.errors[0].1.to_string().contains("twelve"));
     assert_eq!(bad.values, vec![20, 22, 26, 28]);
 }
+
+/// Item 13 runs out of time: its chunk of 10 is lost, its items run again
+/// one by one, and only item 13 fails.
+#[test]
+fn a_lost_chunk_runs_again_item_by_item() {
+    let pool = pool();
+    let f = |x: usize| {
+        if x == 13 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        2 * x as u64
+    };
+    let chunks: Vec<_> = pool
+        .batch()
+        .chunksize(10)
+        .task_timeout(std::time::Duration::from_millis(50))
+        .chunks_with(f, None, 0..30usize, true)
+        .retry_lost_items(|at| at)
+        .map(Result::unwrap)
+        .collect();
+    check_cover(&chunks, 30);
+    let failed: Vec<usize> =
+        chunks.iter().flat_map(|c| c.errors.iter().map(move |(o, _)| c.start + o)).collect();
+    assert_eq!(failed, [13]);
+    assert!(chunks.iter().flat_map(|c| &c.errors).all(|(_, e)| e.is_timeout()));
+    // The same through `map_positions_with`: the first failure is item 13's.
+    let err = pool
+        .batch()
+        .chunksize(10)
+        .task_timeout(std::time::Duration::from_millis(50))
+        .map_positions_with(f, None, 30)
+        .unwrap_err();
+    assert_eq!(err.index(), Some(13), "{err}");
+}

@@ -285,7 +285,13 @@ impl Core {
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let (b, queue) = with_messages(b, messages);
         let (items, error) = (store.indices(), store.error());
-        let iter = BatchIter::Chunks(b.chunks_with(run, codec, items, ordered), store);
+        let mut chunks = b.chunks_with(run, codec, items, ordered);
+        if store.len().is_some() {
+            // A list's items can be cut again (a lazy input's blocks are
+            // dropped once sent): a lost chunk runs again item by item.
+            chunks = chunks.retry_lost_items(|at| at);
+        }
+        let iter = BatchIter::Chunks(chunks, store);
         Batch::start(iter, error, values, queue)
     }
 
@@ -323,7 +329,7 @@ impl Core {
         let out = crate::interrupt::run(py, "shoal-map", move || {
             core.get()
                 .builder(chunksize, None, task_timeout, progress_bar, key)
-                .map_with(run, codec, 0..n)
+                .map_positions_with(run, codec, n)
                 .map(drop)
         });
         // Interrupted (Ctrl-C): the chunks not yet sent end at once, so

@@ -1,5 +1,6 @@
 """Worker life: initializer, maxtasksperchild, crashes, timeouts."""
 
+import functools
 import threading
 
 import pytest
@@ -34,6 +35,33 @@ def test_a_killed_worker_fails_only_its_tasks():
         assert [o for i, o in enumerate(outcomes) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
         # A replacement worker took over.
         assert p.map(square, range(10)) == [x * x for x in range(10)]
+
+
+@pytest.mark.parametrize("how", ["imap", "imap_unordered", "map_async"])
+def test_a_lost_chunk_fails_only_the_item_that_killed_its_worker(how):
+    # Chunks of 20: the chunk holding item 5 is lost with its worker; its
+    # items run again one by one, and only item 5 fails.
+    kill_on_5 = functools.partial(kill_self_on, bad=5)
+    with shoal.Pool(2) as p:
+        outcomes = {}
+        if how == "map_async":
+            def record(item, value):
+                outcomes[item] = "lost" if isinstance(value, shoal.WorkerLostError) else value
+
+            with pytest.raises(shoal.WorkerLostError):
+                p.map_async(kill_on_5, range(40), chunksize=20, on_result=record).get(timeout=60)
+        else:
+            it = getattr(p, how)(kill_on_5, list(range(40)), chunksize=20)
+            for i in range(40):
+                try:
+                    outcomes[i] = next(it)
+                except shoal.WorkerLostError:
+                    outcomes[i] = "lost"
+        values = sorted(v for v in outcomes.values() if v != "lost")
+        assert list(outcomes.values()).count("lost") == 1
+        assert values == [x for x in range(40) if x != 5]
+        if how != "imap_unordered":  # keyed by item
+            assert outcomes[5] == "lost"
 
 
 def test_sys_exit_in_a_task_loses_the_worker():

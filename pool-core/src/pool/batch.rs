@@ -278,6 +278,25 @@ impl<'p> BatchBuilder<'p> {
         self.engine_named(items.into_iter(), run, false, codec).run_ordered()
     }
 
+    /// [`BatchBuilder::map_with`] over the positions `0..n` (items that
+    /// stand for the caller's, as the bindings' indices do): a lost chunk
+    /// of several items runs again item by item, so that only an item
+    /// that kills its worker (or runs out of time) fails.
+    pub fn map_positions_with<R, C>(
+        self,
+        run: C,
+        codec: Option<Codec<usize, R>>,
+        n: usize,
+    ) -> Result<Vec<R>, BatchError>
+    where
+        R: Send + 'static,
+        C: ChunkFn<usize, R> + 'static,
+    {
+        let mut engine = self.engine_named(0..n, run, false, codec);
+        engine.remake = Some(Arc::new(|at| at));
+        engine.run_ordered()
+    }
+
     /// `imap` with a chunk-level function and a codec; see
     /// [`BatchBuilder::map_with`].
     pub fn imap_with<I, A, R, C>(
@@ -797,6 +816,13 @@ pub(crate) struct Engine<It: Iterator, F, R> {
     /// (see [`spare_buffer`]); taken from the pool's spares and left there
     /// when the engine is dropped.
     buffers: Vec<Arc<Vec<u8>>>,
+    /// Makes the item at a position again, for batches whose items can be
+    /// (the bindings' indices): a lost chunk of several items is then run
+    /// again item by item ([`Engine::retry_lost`]).
+    remake: Option<Arc<dyn Fn(usize) -> It::Item + Send + Sync>>,
+    /// Positions to run again as one-item chunks, with why their chunk was
+    /// lost (their error if they cannot run).
+    retry: VecDeque<(usize, TaskError)>,
     /// Where to leave what the chunker measured ([`BatchBuilder::chunking_key`]).
     chunking_key: Option<Arc<str>>,
     _r: PhantomData<fn() -> R>,
@@ -893,6 +919,8 @@ where
             on_message: None,
             buffers,
             chunking_key: None,
+            remake: None,
+            retry: VecDeque::new(),
             _r: PhantomData,
         }
     }
@@ -900,10 +928,15 @@ where
     /// Submits chunks until `max_in_flight` are out (or parked) or the
     /// input ends.
     fn feed(&mut self) {
-        while !self.exhausted
-            && !self.stop_feeding
-            && self.in_flight.len() + self.parked < self.max_in_flight
-        {
+        while !self.stop_feeding && self.in_flight.len() + self.parked < self.max_in_flight {
+            if let Some((at, _)) = self.retry.pop_front() {
+                let item = (self.remake.as_ref().expect("retries need remake"))(at);
+                self.submit_chunk_at(at, vec![item]);
+                continue;
+            }
+            if self.exhausted {
+                break;
+            }
             let left = self.total.map(|t| t.saturating_sub(self.next_index));
             let size = self.chunker.next_size(left);
             let (chunk, ended) = take_chunk(&mut self.items, size);
@@ -921,8 +954,13 @@ where
 
     fn submit_chunk(&mut self, chunk: Vec<It::Item>) {
         let start = self.next_index;
+        self.next_index += chunk.len();
+        self.submit_chunk_at(start, chunk);
+    }
+
+    /// Submits the items at positions `start..` as one chunk.
+    fn submit_chunk_at(&mut self, start: usize, chunk: Vec<It::Item>) {
         let len = chunk.len();
-        self.next_index += len;
         let Some(open) = self.inner.open() else {
             self.closed = true;
             self.stop_feeding = true;
@@ -995,6 +1033,13 @@ where
     fn next_chunk(&mut self) -> Option<ChunkMsg<R>> {
         let msg = loop {
             self.feed();
+            if self.stop_feeding {
+                // Retries that will not run end with their chunk's error.
+                while let Some((start, error)) = self.retry.pop_front() {
+                    let task = TaskId(u64::MAX);
+                    self.early.push_back(ChunkMsg::Lost { task, start, len: 1, error });
+                }
+            }
             if let Some(m) = self.early.pop_front() {
                 break m;
             }
@@ -1012,11 +1057,17 @@ where
                         select.ready()
                     };
                     if ready == results {
-                        break self.rx.recv().ok()?;
+                        match self.rx.recv().ok()? {
+                            m if self.retry_lost(&m) => continue,
+                            m => break m,
+                        }
                     }
                 }
-                _ if self.in_flight.is_empty() => return None,
-                _ => break super::wait::recv(&self.rx, None, self.inner.spin).ok()?,
+                _ if self.in_flight.is_empty() && self.retry.is_empty() => return None,
+                _ => match super::wait::recv(&self.rx, None, self.inner.spin).ok()? {
+                    m if self.retry_lost(&m) => continue,
+                    m => break m,
+                },
             }
         };
         let (task, len) = match &msg {
@@ -1044,6 +1095,22 @@ where
             fraction: total.map(|t| if t == 0 { 1.0 } else { done as f32 / t as f32 }),
         });
         Some(msg)
+    }
+
+    /// Takes a lost chunk of several items for retrying them one by one,
+    /// when the items can be made again and the loss was the worker's (it
+    /// died or ran out of time): so only an item that kills its worker
+    /// fails, not the items it shared a chunk with. Those ran at most to
+    /// the loss and run again: at least once, as after any retry.
+    fn retry_lost(&mut self, msg: &ChunkMsg<R>) -> bool {
+        let ChunkMsg::Lost { task, start, len, error } = msg else { return false };
+        let lost_by_worker = error.is_worker_lost() || error.is_timeout();
+        if *len < 2 || self.remake.is_none() || self.stop_feeding || !lost_by_worker {
+            return false;
+        }
+        self.in_flight.remove(task);
+        self.retry.extend((*start..start + len).map(|at| (at, error.clone())));
+        true
     }
 
     fn emit_results(
@@ -1308,6 +1375,17 @@ pub struct Chunks<It: Iterator, F, R> {
 impl<It: Iterator, F, R> Chunks<It, F, R> {
     fn new(engine: Engine<It, F, R>, ordered: bool) -> Self {
         Chunks { engine, parked: ordered.then(|| (BTreeMap::new(), 0)) }
+    }
+
+    /// Lets a lost chunk of several items run again item by item (as
+    /// [`BatchBuilder::map_positions_with`] does), `remake` making the item
+    /// at a position again.
+    pub fn retry_lost_items(
+        mut self,
+        remake: impl Fn(usize) -> It::Item + Send + Sync + 'static,
+    ) -> Self {
+        self.engine.remake = Some(Arc::new(remake));
+        self
     }
 }
 
