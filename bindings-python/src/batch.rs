@@ -118,6 +118,7 @@ fn chunk_events(chunk: Result<ChunkOutcome<()>, BatchError>, store: &Store) -> V
         Ok(chunk) => chunk,
         Err(e) => return vec![Event::Outcome((e.index().unwrap_or(usize::MAX), Err(Box::new(e))))],
     };
+    store.ended(chunk.start, chunk.len);
     let part = store.take_part(chunk.start);
     if chunk.errors.is_empty()
         && let Some((first, part)) = part

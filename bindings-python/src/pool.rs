@@ -285,12 +285,9 @@ impl Core {
         let b = self.builder(chunksize, max_in_flight, task_timeout, progress_bar, key);
         let (b, queue) = with_messages(b, messages);
         let (items, error) = (store.indices(), store.error());
-        let mut chunks = b.chunks_with(run, codec, items, ordered);
-        if store.len().is_some() {
-            // A list's items can be cut again (a lazy input's blocks are
-            // dropped once sent): a lost chunk runs again item by item.
-            chunks = chunks.retry_lost_items(|at| at);
-        }
+        // The store holds a chunk's items until it ended: a lost chunk runs
+        // again item by item.
+        let chunks = b.chunks_with(run, codec, items, ordered).retry_lost_items(|at| at);
         let iter = BatchIter::Chunks(chunks, store);
         Batch::start(iter, error, values, queue)
     }

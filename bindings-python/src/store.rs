@@ -22,6 +22,7 @@
 //! caller's items (`map` over another iterable, batches over a list or a
 //! tuple), or a lazy iterator pulled [`PULL`] items at a
 //! time into blocks, each dropped once every item of it went into a chunk
+//! and those chunks ended (a lost chunk runs its items again)
 //! ([`Indices`] pulls, [`Store::slice`] takes).
 //!
 //! Locks: the interpreter lock is taken before a store's mutexes (a
@@ -81,18 +82,26 @@ enum Input {
 struct Lazy {
     /// `None` once it ended or raised.
     iter: Option<Py<PyAny>>,
-    /// Blocks with items not yet taken, in input order.
+    /// Blocks with items not yet taken or whose chunks did not end yet,
+    /// in input order.
     blocks: VecDeque<Block>,
     /// Items pulled so far.
     pulled: usize,
+    /// Items taken into chunks so far: a chunk that starts below it is
+    /// one run again ([`Store::pieces`]).
+    taken: usize,
 }
 
+/// Pulled items, held until every chunk that took some of them ended
+/// ([`Store::ended`]), so that a lost chunk can run its items again.
 struct Block {
     first: usize,
     items: Py<PyList>,
     len: usize,
     /// Items not yet taken into a chunk.
     left: usize,
+    /// Items taken into chunks that did not end yet.
+    running: usize,
 }
 
 /// A range `(list, from, to)` of a list that holds a chunk's items.
@@ -163,7 +172,7 @@ impl Store {
             return Self::copied(items);
         }
         let iter = items.try_iter()?.into_any().unbind();
-        let lazy = Lazy { iter: Some(iter), blocks: VecDeque::new(), pulled: 0 };
+        let lazy = Lazy { iter: Some(iter), blocks: VecDeque::new(), pulled: 0, taken: 0 };
         Ok(Self::with(Input::Lazy(Mutex::new(lazy))))
     }
 
@@ -226,7 +235,13 @@ impl Store {
             }
             if len > 0 {
                 let first = l.pulled;
-                l.blocks.push_back(Block { first, items: block.unbind(), len, left: len });
+                l.blocks.push_back(Block {
+                    first,
+                    items: block.unbind(),
+                    len,
+                    left: len,
+                    running: 0,
+                });
                 l.pulled += len;
             }
             (len > 0).then_some(l.pulled)
@@ -246,7 +261,8 @@ impl Store {
     /// The items of a chunk as ranges `(list, from, to)` of the lists that
     /// hold them (the input list, or the pulled blocks the chunk spans),
     /// so that they can be read in place (see `crate::chunk::encode_into`).
-    /// Blocks whose every item was taken leave the store.
+    /// Blocks whose every item was taken, by chunks that all ended, leave
+    /// the store.
     pub(crate) fn pieces<'py>(
         &self,
         py: Python<'py>,
@@ -280,22 +296,44 @@ impl Store {
         let mut spent = Vec::new();
         {
             let mut l = lock(lazy);
+            // Taken again (a lost chunk's items, one by one): counted once.
+            let again = first + n <= l.taken;
+            l.taken = l.taken.max(first + n);
             for b in l.blocks.iter_mut() {
                 let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
                 if from < to {
-                    b.left = b.left.saturating_sub(to - from);
+                    if !again {
+                        b.left = b.left.saturating_sub(to - from);
+                        b.running += to - from;
+                    }
                     pieces.push((b.items.bind(py).clone(), from - b.first, to - b.first));
                 }
             }
-            while l.blocks.front().is_some_and(|b| b.left == 0) {
-                spent.extend(l.blocks.pop_front());
-            }
+            spent.extend(spent_blocks(&mut l));
         }
         drop(spent);
         if pieces.iter().map(|(_, from, to)| to - from).sum::<usize>() != n {
             return Err(gone());
         }
         Ok(pieces)
+    }
+
+    /// The chunk of items `first..first + n` ended (ran or failed for
+    /// good): blocks none of whose items wait or run any more leave.
+    pub(crate) fn ended(&self, first: usize, n: usize) {
+        let Input::Lazy(lazy) = &self.input else { return };
+        let spent = {
+            let mut l = lock(lazy);
+            for b in l.blocks.iter_mut() {
+                let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
+                if from < to {
+                    b.running = b.running.saturating_sub(to - from);
+                }
+            }
+            spent_blocks(&mut l)
+        };
+        // Freed with no mutex held (freeing an object can run Python code).
+        drop(spent);
     }
 
     /// Keeps a chunk's results and the offset of its first `Failure`,
@@ -451,6 +489,16 @@ fn move_into(out: &Bound<'_, PyList>, first: usize, results: &Bound<'_, PyList>)
         // Items of a list are never null: the only error is none.
         replaced.unwrap_or_default()
     }
+}
+
+/// The blocks at the front that are done with: every item taken, and every
+/// chunk that took some ended.
+fn spent_blocks(l: &mut Lazy) -> Vec<Block> {
+    let mut spent = Vec::new();
+    while l.blocks.front().is_some_and(|b| b.left == 0 && b.running == 0) {
+        spent.extend(l.blocks.pop_front());
+    }
+    spent
 }
 
 /// Up to [`PULL`] items of `iter` and whether it ended; on an exception,

@@ -37,7 +37,9 @@ def test_a_killed_worker_fails_only_its_tasks():
         assert p.map(square, range(10)) == [x * x for x in range(10)]
 
 
-@pytest.mark.parametrize("how", ["imap", "imap_unordered", "map_async"])
+@pytest.mark.parametrize(
+    "how", ["imap", "imap_unordered", "lazy-imap", "lazy-imap_unordered", "map_async"]
+)
 def test_a_lost_chunk_fails_only_the_item_that_killed_its_worker(how):
     # Chunks of 20: the chunk holding item 5 is lost with its worker; its
     # items run again one by one, and only item 5 fails.
@@ -51,7 +53,8 @@ def test_a_lost_chunk_fails_only_the_item_that_killed_its_worker(how):
             with pytest.raises(shoal.WorkerLostError):
                 p.map_async(kill_on_5, range(40), chunksize=20, on_result=record).get(timeout=60)
         else:
-            it = getattr(p, how)(kill_on_5, list(range(40)), chunksize=20)
+            items = iter(range(40)) if how.startswith("lazy") else list(range(40))
+            it = getattr(p, how.removeprefix("lazy-"))(kill_on_5, items, chunksize=20)
             for i in range(40):
                 try:
                     outcomes[i] = next(it)
@@ -60,7 +63,7 @@ def test_a_lost_chunk_fails_only_the_item_that_killed_its_worker(how):
         values = sorted(v for v in outcomes.values() if v != "lost")
         assert list(outcomes.values()).count("lost") == 1
         assert values == [x for x in range(40) if x != 5]
-        if how != "imap_unordered":  # keyed by item
+        if not how.endswith("imap_unordered"):  # keyed by item
             assert outcomes[5] == "lost"
 
 
