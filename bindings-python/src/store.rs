@@ -87,9 +87,6 @@ struct Lazy {
     blocks: VecDeque<Block>,
     /// Items pulled so far.
     pulled: usize,
-    /// Items taken into chunks so far: a chunk that starts below it is
-    /// one run again ([`Store::pieces`]).
-    taken: usize,
 }
 
 /// Pulled items, held until every chunk that took some of them ended
@@ -100,6 +97,10 @@ struct Block {
     len: usize,
     /// Items not yet taken into a chunk.
     left: usize,
+    /// Which items were taken (a bit each): an item taken again is a lost
+    /// chunk's, run again, and counted once. (Worker threads take their
+    /// chunks' items in any order.)
+    taken: Vec<u64>,
     /// Items taken into chunks that did not end yet.
     running: usize,
 }
@@ -172,7 +173,7 @@ impl Store {
             return Self::copied(items);
         }
         let iter = items.try_iter()?.into_any().unbind();
-        let lazy = Lazy { iter: Some(iter), blocks: VecDeque::new(), pulled: 0, taken: 0 };
+        let lazy = Lazy { iter: Some(iter), blocks: VecDeque::new(), pulled: 0 };
         Ok(Self::with(Input::Lazy(Mutex::new(lazy))))
     }
 
@@ -240,6 +241,7 @@ impl Store {
                     items: block.unbind(),
                     len,
                     left: len,
+                    taken: vec![0; len.div_ceil(64)],
                     running: 0,
                 });
                 l.pulled += len;
@@ -296,17 +298,14 @@ impl Store {
         let mut spent = Vec::new();
         {
             let mut l = lock(lazy);
-            // Taken again (a lost chunk's items, one by one): counted once.
-            let again = first + n <= l.taken;
-            l.taken = l.taken.max(first + n);
             for b in l.blocks.iter_mut() {
                 let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
                 if from < to {
-                    if !again {
-                        b.left = b.left.saturating_sub(to - from);
-                        b.running += to - from;
-                    }
-                    pieces.push((b.items.bind(py).clone(), from - b.first, to - b.first));
+                    let (from, to) = (from - b.first, to - b.first);
+                    let new = take_bits(&mut b.taken, from, to);
+                    b.left = b.left.saturating_sub(new);
+                    b.running += new;
+                    pieces.push((b.items.bind(py).clone(), from, to));
                 }
             }
             spent.extend(spent_blocks(&mut l));
@@ -491,6 +490,21 @@ fn move_into(out: &Bound<'_, PyList>, first: usize, results: &Bound<'_, PyList>)
     }
 }
 
+/// Sets the bits `from..to` of `bits`; how many were not set.
+fn take_bits(bits: &mut [u64], from: usize, to: usize) -> usize {
+    let mut new = 0;
+    let mut at = from;
+    while at < to {
+        let (word, bit) = (at / 64, at % 64);
+        let end = (to - at).min(64 - bit);
+        let mask = if end == 64 { u64::MAX } else { ((1u64 << end) - 1) << bit };
+        new += (mask & !bits[word]).count_ones() as usize;
+        bits[word] |= mask;
+        at += end;
+    }
+    new
+}
+
 /// The blocks at the front that are done with: every item taken, and every
 /// chunk that took some ended.
 fn spent_blocks(l: &mut Lazy) -> Vec<Block> {
@@ -574,5 +588,20 @@ impl Iterator for Indices {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let ready = self.have - self.next;
         (ready, self.done.then_some(ready))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_bits;
+
+    #[test]
+    fn take_bits_counts_each_bit_once() {
+        let mut bits = vec![0u64; 3];
+        assert_eq!(take_bits(&mut bits, 0, 130), 130);
+        assert_eq!(take_bits(&mut bits, 60, 70), 0, "taken again");
+        assert_eq!(take_bits(&mut bits, 120, 192), 62);
+        assert_eq!(take_bits(&mut bits, 64, 128), 0);
+        assert_eq!(bits, [u64::MAX; 3]);
     }
 }
