@@ -318,21 +318,19 @@ impl Store {
     }
 
     /// The chunk of items `first..first + n` ended (ran or failed for
-    /// good): blocks none of whose items wait or run any more leave.
+    /// good): blocks none of whose items wait or run any more leave at the
+    /// next [`Store::pieces`], which frees them holding the interpreter
+    /// lock (here, on the pump's thread, it is not held: each object's
+    /// release would wait in pyo3's queue).
     pub(crate) fn ended(&self, first: usize, n: usize) {
         let Input::Lazy(lazy) = &self.input else { return };
-        let spent = {
-            let mut l = lock(lazy);
-            for b in l.blocks.iter_mut() {
-                let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
-                if from < to {
-                    b.running = b.running.saturating_sub(to - from);
-                }
+        let mut l = lock(lazy);
+        for b in l.blocks.iter_mut() {
+            let (from, to) = (first.max(b.first), (first + n).min(b.first + b.len));
+            if from < to {
+                b.running = b.running.saturating_sub(to - from);
             }
-            spent_blocks(&mut l)
-        };
-        // Freed with no mutex held (freeing an object can run Python code).
-        drop(spent);
+        }
     }
 
     /// Keeps a chunk's results and the offset of its first `Failure`,
