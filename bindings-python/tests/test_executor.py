@@ -78,7 +78,9 @@ def test_a_map_runs_whether_or_not_its_results_are_taken(tmp_path, backend):
     assert list(kept) == [0, 1, 4, 9]
 
 
-def test_cancel_keeps_a_waiting_call_from_running(tmp_path):
+def _one_call_running_ten_waiting(tmp_path):
+    """An executor of one thread running a call until `gate` is set, and
+    ten calls waiting behind it (each touches its file in `tmp_path`)."""
     started, gate = threading.Event(), threading.Event()
 
     def first():
@@ -90,6 +92,11 @@ def test_cancel_keeps_a_waiting_call_from_running(tmp_path):
     running = ex.submit(first)
     waiting = [ex.submit(touch, str(tmp_path), i) for i in range(10)]
     started.wait()
+    return ex, gate, running, waiting
+
+
+def test_cancel_keeps_a_waiting_call_from_running(tmp_path):
+    ex, gate, running, waiting = _one_call_running_ten_waiting(tmp_path)
     # As concurrent.futures: a running call cannot be cancelled.
     assert running.running() and not running.cancel()
     assert not waiting[-1].running()
@@ -103,17 +110,7 @@ def test_cancel_keeps_a_waiting_call_from_running(tmp_path):
 
 
 def test_shutdown_cancel_futures_cancels_only_the_waiting_calls(tmp_path):
-    started, gate = threading.Event(), threading.Event()
-
-    def first():
-        started.set()
-        gate.wait()
-        return "first"
-
-    ex = shoal.Executor(1, backend="threads")
-    running = ex.submit(first)
-    waiting = [ex.submit(touch, str(tmp_path), i) for i in range(10)]
-    started.wait()
+    ex, gate, running, waiting = _one_call_running_ten_waiting(tmp_path)
     # The first call ends once the last waiting one is cancelled.
     waiting[-1].add_done_callback(lambda _: gate.set())
     ex.shutdown(wait=True, cancel_futures=True)

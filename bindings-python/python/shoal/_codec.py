@@ -51,7 +51,7 @@ EACH = 3
 # ITEM_MESSAGES (from the Rust side, which sets it): a flag on CALL, STAR
 # or APPLY, for batches whose items' messages someone wants.
 
-PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL on 3.8+
+PROTOCOL = _main.PROTOCOL
 
 
 class Failure:

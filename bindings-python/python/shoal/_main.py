@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _FunctionType = type(lambda: None)
 _CodeType = type(_FunctionType.__code__)  # type: ignore[attr-defined]
 
-PROTOCOL = 5
+PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL on 3.8+; _codec uses it too
 
 
 # ------------------------------------------------------------ worker side
